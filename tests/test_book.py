@@ -1,0 +1,238 @@
+"""The book as a product: notebooks round-trip, failures fail, the built pages render.
+
+The browser check needs a built book (``_build/html``) and Debian's ``chromium``; it is
+skipped with a reason when either is missing, except in CI (``CI=true``), where a
+missing build or browser is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK = ROOT / "book"
+HTML = ROOT / "_build" / "html"
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+sys.path.insert(0, str(BOOK))
+from conftest import is_myst_notebook  # noqa: E402  (book/conftest.py)
+
+CHAPTERS = sorted(p for p in BOOK.glob("*.md") if is_myst_notebook(p))
+
+
+def test_every_notebook_is_in_the_toc():
+    toc = (ROOT / "_toc.yml").read_text()
+    assert CHAPTERS, "no MyST notebooks found in book/"
+    for chapter in CHAPTERS:
+        assert f"book/{chapter.stem}" in toc, f"{chapter.name} is not listed in _toc.yml"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.name)
+def test_jupytext_round_trip_keeps_every_cell(chapter, tmp_path):
+    import jupytext
+
+    original = jupytext.read(chapter)
+    ipynb = tmp_path / f"{chapter.stem}.ipynb"
+    jupytext.write(original, ipynb)
+    back_md = tmp_path / chapter.name
+    jupytext.write(jupytext.read(ipynb), back_md, fmt="md:myst")
+    again = jupytext.read(back_md)
+
+    def cells(nb):
+        return [(c.cell_type, c.source, dict(c.metadata)) for c in nb.cells]
+
+    assert len(original.cells) == len(again.cells)
+    assert cells(original) == cells(again)
+
+
+BROKEN = """---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+
+# A chapter with a broken cell
+
+```{code-cell} ipython3
+x = 1 + 1
+```
+
+```{code-cell} ipython3
+assert x == 3, "deliberately broken cell"
+```
+"""
+
+
+def test_a_broken_cell_fails_the_notebook_run(tmp_path):
+    shutil.copy(BOOK / "conftest.py", tmp_path / "conftest.py")
+    (tmp_path / "broken_chapter.md").write_text(BROKEN)
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "broken_chapter.md"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode == 1, output
+    assert "broken_chapter.md" in output
+    assert "deliberately broken cell" in output
+
+
+MINI_CONFIG = """
+title: mini
+only_build_toc_files: true
+execute:
+  execute_notebooks: force
+  raise_on_error: true
+bibtex_bibfiles: [refs.bib]
+sphinx:
+  extra_extensions: [sphinx_proof]
+"""
+MINI_TOC = """
+format: jb-book
+root: index
+chapters:
+  - file: bad_cite
+  - file: bad_ref
+"""
+MINI_BIB = "@misc{known2020, author={A. Author}, title={Known}, year={2020}}\n"
+
+
+def test_missing_citation_and_broken_reference_fail_the_build(tmp_path):
+    (tmp_path / "_config.yml").write_text(MINI_CONFIG)
+    (tmp_path / "_toc.yml").write_text(MINI_TOC)
+    (tmp_path / "refs.bib").write_text(MINI_BIB)
+    (tmp_path / "index.md").write_text("# Mini\n\nA page that cites {cite:t}`known2020`.\n")
+    (tmp_path / "bad_cite.md").write_text("# Cite\n\nSee {cite:t}`no_such_key_2099`.\n")
+    (tmp_path / "bad_ref.md").write_text("# Ref\n\nSee {numref}`fig-that-does-not-exist`.\n")
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    run = subprocess.run(
+        [str(jupyter_book), "build", "--all", "-W", "--keep-going", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode != 0, output
+    assert re.search(r"bad_cite\.md.*no_such_key_2099", output), output
+    assert re.search(r"bad_ref\.md.*fig-that-does-not-exist", output), output
+
+
+def test_a_failing_chapter_fails_the_build(tmp_path):
+    (tmp_path / "_config.yml").write_text(MINI_CONFIG.replace("bibtex_bibfiles: [refs.bib]\n", ""))
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: index\nchapters:\n  - file: broken_chapter\n")
+    (tmp_path / "index.md").write_text("# Mini\n")
+    (tmp_path / "broken_chapter.md").write_text(BROKEN)
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    run = subprocess.run(
+        [str(jupyter_book), "build", "--all", "-W", "--keep-going", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode != 0, output
+    assert "broken_chapter" in output and "deliberately broken cell" in output, output
+
+
+# --------------------------------------------------------------------------- built HTML
+
+
+def _built_pages() -> list[Path]:
+    if not HTML.is_dir():
+        if IN_CI:
+            pytest.fail("the book is not built: run the README's build command before the tests")
+        pytest.skip("the book is not built (_build/html missing): run the README's build command")
+    return sorted((HTML / "book").glob("*.html"))
+
+
+def _chapter_pages() -> list[Path]:
+    return [p for p in _built_pages() if p.stem in {c.stem for c in CHAPTERS} and p.stem != "status"]
+
+
+def test_built_pages_use_no_math_cdn_and_ship_mathjax():
+    pages = _built_pages()
+    assert pages
+    for page in pages:
+        html = page.read_text(encoding="utf-8")
+        assert not re.search(r"https?://[^\"']*mathjax", html, re.I), f"{page.name} loads MathJax from the web"
+    assert (HTML / "_static" / "mathjax" / "tex-chtml.js").is_file()
+
+
+def test_built_chapters_offer_source_and_notebook_downloads():
+    for page in _chapter_pages():
+        html = page.read_text(encoding="utf-8")
+        assert "download-notebook-button" in html, f"{page.name} offers no .ipynb download"
+        assert (HTML / "_sources" / "book" / f"{page.stem}.ipynb").is_file()
+        assert (HTML / "_sources" / "book" / f"{page.stem}.md").is_file()
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    if IN_CI:
+        pytest.fail("chromium is not installed (.ci/run installs it)")
+    pytest.skip("chromium is not installed: apt-get install chromium")
+
+
+def _rendered_dom(browser: str, page: Path) -> str:
+    with tempfile.TemporaryDirectory() as profile:
+        run = subprocess.run(
+            [
+                browser,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                f"--user-data-dir={profile}",
+                "--virtual-time-budget=10000",
+                "--dump-dom",
+                page.as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert run.returncode == 0, run.stderr[-2000:]
+    return run.stdout
+
+
+def test_chapters_render_math_and_images_in_a_real_browser():
+    pages = _chapter_pages()
+    assert pages, "no chapter page was built"
+    browser = _chromium()
+    for page in pages:
+        dom = _rendered_dom(browser, page)
+        typeset = dom.count("<mjx-container")
+        assert typeset > 0, f"{page.name}: MathJax typeset no math"
+        assert "<mjx-merror" not in dom, f"{page.name}: MathJax reported an error"
+        images = re.findall(r"<img[^>]+src=\"([^\"]+)\"", dom)
+        local = [src for src in images if not src.startswith(("data:", "http:", "https:"))]
+        for src in local:
+            target = (page.parent / src.split("#")[0].split("?")[0]).resolve()
+            assert target.is_file(), f"{page.name}: image {src} is missing"
+        assert any("_images" in src for src in local), f"{page.name}: no computed figure"
