@@ -22,8 +22,18 @@ BOOK = ROOT / "book"
 HTML = ROOT / "_build" / "html"
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
-sys.path.insert(0, str(BOOK))
-from conftest import is_myst_notebook  # noqa: E402  (book/conftest.py)
+
+
+def _load_book_conftest():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("book_conftest", BOOK / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+is_myst_notebook = _load_book_conftest().is_myst_notebook
 
 CHAPTERS = sorted(p for p in BOOK.glob("*.md") if is_myst_notebook(p))
 
@@ -236,3 +246,12 @@ def test_chapters_render_math_and_images_in_a_real_browser():
             target = (page.parent / src.split("#")[0].split("?")[0]).resolve()
             assert target.is_file(), f"{page.name}: image {src} is missing"
         assert any("_images" in src for src in local), f"{page.name}: no computed figure"
+
+
+def test_ci_runs_exactly_the_readme_commands():
+    readme = (ROOT / "README.md").read_text()
+    commands = re.findall(r"```bash\n(python3 -m venv .*?)\n```", readme)
+    assert len(commands) == 2, "the README should state a build and a test command"
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    for command in commands:
+        assert command in ci, f".ci/run does not run the README command: {command}"

@@ -258,10 +258,10 @@ class CompanionOptimizer(Optimizer):
 
 
 def lr_for(lr: float | Tensor, device: torch.device) -> float | Tensor:
-    """A tensor lr on ``device`` (copied without blocking when it is elsewhere); numbers as is."""
+    """A tensor lr as a 0-d tensor on ``device`` (copied without blocking); numbers as is."""
     if isinstance(lr, Tensor):
         lr = lr.detach().reshape(())
-        if lr.device != device and lr.device.type != "cpu":
+        if lr.device != device:
             lr = lr.to(device, non_blocking=True)
     return lr
 

@@ -1,0 +1,452 @@
+"""companion.schedules against independent formulas, torch.optim.lr_scheduler, and properties."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from companion import schedules as S
+from companion.schedules import (
+    constant,
+    cosine,
+    join,
+    linear_warmup,
+    piecewise_constant,
+    sgdr,
+    wsd,
+)
+
+PROP = settings(max_examples=60, deadline=None, derandomize=True)
+
+
+# ----------------------------------------------------------------------------- references
+# Plain-Python formulas, written from the issue's definitions, one step at a time.
+
+
+def ref_warmup(t, peak, W, init=0.0):
+    return init + (peak - init) * min(t + 1, W) / W
+
+
+def ref_cosine(t, peak, T, final=0.0, W=0):
+    if t < W:
+        return peak * (t + 1) / W
+    if t >= T:
+        return final
+    return final + (peak - final) * (1 + math.cos(math.pi * (t - W) / (T - W))) / 2
+
+
+def ref_piecewise(t, boundaries, values):
+    return values[sum(1 for b in boundaries if b <= t)]
+
+
+def ref_cycle(t, C, m):
+    """(k, start, length) by walking the cycles one by one."""
+    k, start, length = 0, 0, C
+    while t >= start + length:
+        start += length
+        length *= m
+        k += 1
+    return k, start, length
+
+
+def ref_sgdr(t, peak, C, m=1, final=0.0, decay=1.0):
+    k, start, length = ref_cycle(t, C, m)
+    p = max(peak * decay**k, final)
+    return final + (p - final) * (1 + math.cos(math.pi * (t - start) / length)) / 2
+
+
+WSD_F = {
+    "linear": lambda p: 1 - p,
+    "cosine": lambda p: (1 + math.cos(math.pi * p)) / 2,
+    "1-sqrt": lambda p: 1 - math.sqrt(p),
+    "1-square": lambda p: 1 - p**2,
+}
+
+
+def ref_wsd(t, peak, T, W, D, shape="linear", final=0.0):
+    if t < W:
+        return peak * (t + 1) / W
+    if t < T - D:
+        return peak
+    if t >= T:
+        return final
+    p = (t - (T - D)) / D
+    if shape == "exp":
+        return peak * (final / peak) ** p
+    return final + (peak - final) * WSD_F[shape](p)
+
+
+def run(s, n):
+    return s(np.arange(n))
+
+
+def close(actual, expected):
+    np.testing.assert_allclose(actual, np.asarray(expected, dtype=float), rtol=1e-12, atol=1e-15)
+
+
+# ----------------------------------------------------------------------------- formulas
+
+
+def test_constant():
+    close(run(constant(0.3), 50), [0.3] * 50)
+
+
+@pytest.mark.parametrize(("peak", "W", "init"), [(1.0, 1, 0.0), (0.1, 7, 0.0), (0.5, 10, 0.05)])
+def test_linear_warmup_matches_formula(peak, W, init):
+    s = linear_warmup(peak, W, init_lr=init)
+    close(run(s, 3 * W + 5), [ref_warmup(t, peak, W, init) for t in range(3 * W + 5)])
+    assert s(0) > 0 and s(W - 1) == peak and s(10 * W) == peak
+
+
+@pytest.mark.parametrize(
+    ("peak", "T", "final", "W"),
+    [(0.1, 100, 0.0, 0), (1.0, 1, 0.0, 0), (0.3, 37, 0.01, 5), (2.0, 10, 0.5, 10), (1.0, 500, 0.0, 50)],
+)
+def test_cosine_matches_formula(peak, T, final, W):
+    s = cosine(peak, T, final_lr=final, warmup_steps=W)
+    close(run(s, T + 20), [ref_cosine(t, peak, T, final, W) for t in range(T + 20)])
+    assert s(T) == final and s(T + 10**9) == final
+
+
+def test_cosine_is_the_drafts_formula_zero_based():
+    # eta_t = eta0/2 (1 + cos(t pi / T)), t = 0..T-1: no update wasted on eta = 0 (ERRATA 7).
+    s = cosine(0.1, 100)
+    t = np.arange(100)
+    close(s(t), 0.05 * (1 + np.cos(t * np.pi / 100)))
+    assert s(99) > 0
+
+
+@pytest.mark.parametrize(
+    ("b", "v"), [([50], [0.1, 0.025]), ([], [0.7]), ([1, 2, 10], [4.0, 3.0, 2.0, 1.0])]
+)
+def test_piecewise_constant_matches_formula(b, v):
+    s = piecewise_constant(b, v)
+    close(run(s, 120), [ref_piecewise(t, b, v) for t in range(120)])
+
+
+@pytest.mark.parametrize(
+    ("peak", "C", "m", "final", "decay"),
+    [(1.0, 10, 1, 0.0, 1.0), (0.1, 7, 2, 0.001, 1.0), (1.0, 3, 3, 0.1, 0.5), (1.0, 1, 1, 0.0, 0.9)],
+)
+def test_sgdr_matches_formula(peak, C, m, final, decay):
+    s = sgdr(peak, C, cycle_mult=m, final_lr=final, peak_decay=decay)
+    close(run(s, 400), [ref_sgdr(t, peak, C, m, final, decay) for t in range(400)])
+
+
+def test_sgdr_far_steps_use_exact_cycle_index():
+    # Large steps and steps right at cycle starts (where a float log could be off by one).
+    for m in (2, 3, 5):
+        C = 7
+        starts = [C * (m**k - 1) // (m - 1) for k in range(1, 18)]
+        steps = sorted({x + d for x in starts for d in (-1, 0, 1)})
+        s = sgdr(1.0, C, cycle_mult=m)
+        close(s(np.array(steps)), [ref_sgdr(t, 1.0, C, m) for t in steps])
+        assert all(s(x) == 1.0 for x in starts)
+
+
+@pytest.mark.parametrize("shape", S.WSD_SHAPES)
+@pytest.mark.parametrize(("T", "W", "D", "final"), [(100, 10, 20, 0.01), (50, 0, 50, 0.2), (30, 5, 1, 0.1)])
+def test_wsd_matches_formula(shape, T, W, D, final):
+    peak = 0.5
+    s = wsd(peak, T, W, D, shape=shape, final_lr=final)
+    close(run(s, T + 10), [ref_wsd(t, peak, T, W, D, shape, final) for t in range(T + 10)])
+    assert s(T - D) == peak and s(T) == final  # final_lr honoured by every shape
+
+
+def test_wsd_without_decay_phase():
+    s = wsd(1.0, 10, 3, 0, final_lr=0.25)
+    close(run(s, 12), [1 / 3, 2 / 3] + [1.0] * 8 + [0.25] * 2)
+
+
+def test_join_restarts_each_piece():
+    a, b, c = linear_warmup(1.0, 5), cosine(1.0, 20, final_lr=0.1), constant(0.05)
+    s = join([a, b, c], [5, 25])
+    expected = [a(t) if t < 5 else b(t - 5) if t < 25 else c(t - 25) for t in range(40)]
+    close(run(s, 40), expected)
+    # warmup + cosine joined equals the cosine schedule with that warmup, exactly
+    w = join([linear_warmup(0.3, 8), cosine(0.3, 92)], [8])
+    assert np.array_equal(run(w, 120), run(cosine(0.3, 100, warmup_steps=8), 120))
+
+
+def test_two_stage_strategy_of_the_draft():
+    lrs = run(piecewise_constant([50], [0.1, 0.025]), 100)
+    assert math.fsum(lrs) == 6.25 and math.isclose(math.fsum(lrs**2), 0.53125, rel_tol=1e-14)
+
+
+# ----------------------------------------------------------------------------- torch
+
+
+def torch_lrs(make, n, lr=1.0):
+    """The lr torch's scheduler gives to each of the first n updates."""
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=lr)
+    sched = make(opt)
+    out = []
+    for _ in range(n):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return np.array(out)
+
+
+@pytest.mark.parametrize(("T", "eta_min"), [(1, 0.0), (7, 0.0), (100, 0.01), (1000, 0.0)])
+def test_cosine_vs_torch_cosine_annealing(T, eta_min):
+    peak = 0.1
+    ours = run(cosine(peak, T, final_lr=eta_min), T + 1)
+    chained = torch_lrs(lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T, eta_min), T + 1, peak)
+    np.testing.assert_allclose(ours, chained, rtol=1e-9, atol=1e-14)
+    # torch's closed form, evaluated directly
+    p = torch.nn.Parameter(torch.zeros(1))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(torch.optim.SGD([p], lr=peak), T, eta_min)
+    closed = []
+    for t in range(T + 1):
+        sched.last_epoch = t
+        closed.append(sched._get_closed_form_lr()[0])
+    np.testing.assert_allclose(ours, closed, rtol=1e-15, atol=1e-17)
+
+
+def test_piecewise_vs_torch_multistep():
+    lr, gamma, milestones = 0.1, 0.1, [30, 60, 80]
+    ours = run(piecewise_constant(milestones, [lr * gamma**i for i in range(4)]), 120)
+    theirs = torch_lrs(
+        lambda o: torch.optim.lr_scheduler.MultiStepLR(o, milestones, gamma), 120, lr
+    )
+    np.testing.assert_allclose(ours, theirs, rtol=1e-14)
+    # the draft's two-stage strategy is MultiStepLR with gamma = 1/4, exactly
+    theirs = torch_lrs(lambda o: torch.optim.lr_scheduler.MultiStepLR(o, [50], 0.25), 100, 0.1)
+    assert np.array_equal(run(piecewise_constant([50], [0.1, 0.025]), 100), theirs)
+
+
+@pytest.mark.parametrize("W", [2, 5, 50])
+def test_linear_warmup_vs_torch_linear_lr(W):
+    peak = 0.3
+    ours = run(linear_warmup(peak, W), 3 * W)
+    theirs = torch_lrs(
+        lambda o: torch.optim.lr_scheduler.LinearLR(o, 1 / W, 1.0, total_iters=W - 1), 3 * W, peak
+    )
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12)
+
+
+@pytest.mark.parametrize(("C", "m", "eta_min"), [(10, 1, 0.0), (5, 2, 0.01), (3, 3, 0.0)])
+def test_sgdr_vs_torch_warm_restarts(C, m, eta_min):
+    peak = 0.2
+    ours = run(sgdr(peak, C, cycle_mult=m, final_lr=eta_min), 300)
+    theirs = torch_lrs(
+        lambda o: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(o, C, m, eta_min), 300, peak
+    )
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-15)
+
+
+# ----------------------------------------------------------------------------- properties
+
+
+@st.composite
+def cases(draw):
+    """A random schedule with what the properties need to know about it.
+
+    Returns (s, horizon, lo, hi, up, down, jump, keys): values lie in [lo, hi]; the
+    schedule is non-decreasing on each (a, b) of ``up`` and non-increasing on each of
+    ``down`` (steps a..b-1); |s(t+1) - s(t)| <= jump(t) where finite; ``keys`` are
+    steps worth checking (phase edges).
+    """
+    kind = draw(st.sampled_from(["warmup", "cosine", "piecewise", "sgdr", "wsd"]))
+    peak = draw(st.floats(1e-6, 10.0))
+    final = peak * draw(st.floats(0.0, 1.0))
+    inf = math.inf
+    if kind == "warmup":
+        W = draw(st.integers(1, 500))
+        init = draw(st.floats(0.0, 1.0)) * peak
+        s = linear_warmup(peak, W, init_lr=init)
+        return s, 2 * W + 5, init, peak, [(0, 2 * W + 5)], [], lambda t: (peak - init) / W, [W - 1]
+    if kind == "cosine":
+        T = draw(st.integers(1, 2000))
+        W = draw(st.integers(0, T))
+        s = cosine(peak, T, final_lr=final, warmup_steps=W)
+        slope = max(peak / W if W else 0.0, (peak - final) * math.pi / (2 * (T - W)) if T > W else 0)
+
+        def jump(t):
+            return inf if (W == T and t == T - 1) else slope
+
+        return s, T + 10, final, peak, [(0, W + 1)], [(max(W - 1, 0), T + 10)], jump, [W, T - 1, T]
+    if kind == "piecewise":
+        n = draw(st.integers(0, 6))
+        b = sorted(draw(st.sets(st.integers(1, 300), min_size=n, max_size=n)))
+        v = sorted((draw(st.floats(0.0, 10.0)) for _ in range(len(b) + 1)), reverse=True)
+        s = piecewise_constant(b, v)
+        return s, 320, min(v), max(v), [], [(0, 320)], lambda t: inf, b
+    if kind == "sgdr":
+        C = draw(st.integers(1, 60))
+        m = draw(st.integers(1, 3))
+        decay = draw(st.floats(0.0, 1.0))
+        s = sgdr(peak, C, cycle_mult=m, final_lr=final, peak_decay=decay)
+        horizon = 400
+        starts = sorted({ref_cycle(t, C, m)[1] for t in range(horizon)} | {horizon})
+        down = list(zip(starts[:-1], starts[1:], strict=True))
+        restarts = set(starts)
+
+        def jump(t):
+            return inf if t + 1 in restarts else (peak - final) * math.pi / (2 * C)
+
+        return s, horizon, final, peak, [], down, jump, starts[:-1]
+    T = draw(st.integers(1, 2000))
+    W = draw(st.integers(0, T))
+    D = draw(st.integers(0, T - W))
+    shape = draw(st.sampled_from(S.WSD_SHAPES))
+    if shape == "exp":
+        final = peak * draw(st.floats(1e-3, 1.0))
+    s = wsd(peak, T, W, D, shape=shape, final_lr=final)
+    gap = peak - final
+    if D:
+        decay = {
+            "linear": gap / D,
+            "cosine": gap * math.pi / (2 * D),
+            "1-sqrt": gap / math.sqrt(D),
+            "1-square": 2 * gap / D,
+            "exp": peak * abs(math.log(final / peak)) / D if shape == "exp" else 0.0,
+        }[shape]
+    else:
+        decay = 0.0
+    slope = max(peak / W if W else 0.0, decay)
+
+    def jump(t):
+        return inf if (D == 0 and t == T - 1) else slope
+
+    keys = [W - 1, W, T - D - 1, T - D, T - 1, T]
+    return s, T + 10, final, peak, [(0, W + 1)], [(max(W - 1, 0), T + 10)], jump, keys
+
+
+@PROP
+@given(cases())
+def test_values_stay_between_final_and_peak(case):
+    s, horizon, lo, hi, *_ = case
+    lrs = run(s, horizon)
+    assert np.all(lrs >= lo) and np.all(lrs <= hi)
+    assert np.all(np.isfinite(lrs))
+
+
+@PROP
+@given(cases())
+def test_monotone_in_warmup_and_decay_phases(case):
+    s, horizon, _, _, up, down, *_ = case
+    lrs = run(s, horizon)
+    for a, b in up:
+        assert np.all(np.diff(lrs[a:b]) >= 0), (a, b)
+    for a, b in down:
+        assert np.all(np.diff(lrs[a:b]) <= 0), (a, b)
+
+
+@PROP
+@given(cases())
+def test_continuous_where_the_definition_is(case):
+    s, horizon, _, _, _, _, jump, _ = case
+    lrs = run(s, horizon)
+    for t, d in enumerate(np.abs(np.diff(lrs))):
+        assert d <= jump(t) * (1 + 1e-9) + 1e-15, (t, d, jump(t))
+
+
+@PROP
+@given(cases(), st.lists(st.integers(0, 10**7), max_size=20))
+def test_vectorised_equals_scalar_exactly(case, extra):
+    s, horizon, *_, keys = case
+    steps = sorted({k for k in keys if k >= 0} | set(extra) | set(range(0, horizon, 37)) | {0})
+    vec = s(np.array(steps))
+    scal = [s(t) for t in steps]
+    assert all(type(x) is float for x in scal)
+    assert np.array_equal(vec, np.array(scal))
+
+
+ALL = [
+    constant(0.1),
+    linear_warmup(0.1, 13, init_lr=0.01),
+    cosine(0.1, 1000, final_lr=0.001, warmup_steps=30),
+    piecewise_constant([50, 90], [0.1, 0.025, 0.001]),
+    sgdr(0.1, 17, cycle_mult=2, final_lr=0.001, peak_decay=0.8),
+    *(wsd(0.1, 1000, 20, 200, shape=sh, final_lr=0.001) for sh in S.WSD_SHAPES),
+    join([linear_warmup(0.1, 10), cosine(0.1, 500), constant(0.003)], [10, 510]),
+]
+
+
+@pytest.mark.parametrize("s", ALL, ids=repr)
+def test_whole_run_vectorised_equals_scalar(s):
+    T = 1100
+    assert np.array_equal(s(np.arange(T)), np.array([s(t) for t in range(T)]))
+
+
+@pytest.mark.parametrize("s", ALL, ids=repr)
+def test_inputs_and_outputs(s):
+    assert type(s(np.int64(5))) is float and type(s(5)) is float
+    grid = np.arange(12, dtype=np.int32).reshape(3, 4)
+    out = s(grid)
+    assert out.shape == (3, 4) and out.dtype == np.float64
+    assert np.array_equal(out.ravel(), s(np.arange(12)))
+    assert np.array_equal(s([1, 2, 3]), s(np.arange(1, 4)))
+    assert s(np.array([], dtype=np.int64)).shape == (0,)
+    for bad in (-1, np.array([3, -2]), 1.5, np.array([0.0, 1.0]), "3"):
+        with pytest.raises(ValueError, match="step"):
+            s(bad)
+
+
+@pytest.mark.parametrize("s", ALL, ids=repr)
+def test_repr_is_readable_and_round_trips(s):
+    text = repr(s)
+    assert text.split("(")[0] in {"constant", "linear_warmup", "cosine", "piecewise_constant",
+                                  "sgdr", "wsd", "join"}
+    assert "object at" not in text
+    assert eval(text, vars(S)) == s  # noqa: S307 - a repr of our own
+    with pytest.raises(AttributeError):
+        s.foo = 1  # frozen
+
+
+# ----------------------------------------------------------------------------- bad input
+
+nan, inf = float("nan"), float("inf")
+BAD = [
+    (lambda: constant(-0.1), r"lr must be a finite real number >= 0"),
+    (lambda: constant(nan), r"lr must be a finite real number >= 0"),
+    (lambda: constant("0.1"), r"lr must be"),
+    (lambda: cosine(inf, 10), r"peak_lr must be a finite real number >= 0"),
+    (lambda: cosine(0.1, 10, final_lr=-1e-3), r"final_lr must be a finite real number >= 0"),
+    (lambda: cosine(0.1, 10, final_lr=0.2), r"final_lr must be in \[0, peak_lr=0.1\]"),
+    (lambda: cosine(0.1, 0), r"total_steps must be an integer >= 1"),
+    (lambda: cosine(0.1, -5), r"total_steps must be an integer >= 1"),
+    (lambda: cosine(0.1, 10.0), r"total_steps must be an integer >= 1"),
+    (lambda: cosine(0.1, 10, warmup_steps=11), r"warmup_steps must be in \[0, total_steps=10\]"),
+    (lambda: cosine(0.1, 10, warmup_steps=-1), r"warmup_steps must be an integer >= 0"),
+    (lambda: linear_warmup(0.1, 0), r"warmup_steps must be an integer >= 1"),
+    (lambda: linear_warmup(0.1, 5, init_lr=nan), r"init_lr must be"),
+    (lambda: wsd(0.1, 0, 0, 0), r"total_steps must be an integer >= 1"),
+    (lambda: wsd(0.1, 10, 11, 0), r"warmup_steps must be in \[0, total_steps=10\]"),
+    (lambda: wsd(0.1, 10, 5, 6), r"warmup_steps \+ decay_steps must be <= total_steps=10"),
+    (lambda: wsd(0.1, 10, 2, -1), r"decay_steps must be an integer >= 0"),
+    (lambda: wsd(0.1, 10, 2, 3, shape="step"), r"shape must be one of"),
+    (lambda: wsd(0.1, 10, 2, 3, shape="exp"), r"final_lr must be > 0"),
+    (lambda: wsd(0.1, 10, 2, 3, final_lr=0.5), r"final_lr must be in \[0, peak_lr=0.1\]"),
+    (lambda: piecewise_constant([5, 5], [1, 2, 3]), r"boundaries must be strictly increasing"),
+    (lambda: piecewise_constant([5, 3], [1, 2, 3]), r"boundaries must be strictly increasing"),
+    (lambda: piecewise_constant([0], [1, 2]), r"boundaries\[0\] must be an integer >= 1"),
+    (lambda: piecewise_constant([5], [1.0]), r"values must have len\(boundaries\) \+ 1 = 2"),
+    (lambda: piecewise_constant([5], [1.0, -2.0]), r"values\[1\] must be a finite real number"),
+    (lambda: piecewise_constant(5, [1.0]), r"boundaries must be a sequence"),
+    (lambda: sgdr(0.1, 0), r"cycle_steps must be an integer >= 1"),
+    (lambda: sgdr(0.1, 10, cycle_mult=0), r"cycle_mult must be an integer >= 1"),
+    (lambda: sgdr(0.1, 10, cycle_mult=1.5), r"cycle_mult must be an integer >= 1"),
+    (lambda: sgdr(0.1, 10, peak_decay=1.5), r"peak_decay must be a real number in \[0, 1\]"),
+    (lambda: sgdr(0.1, 10, final_lr=1.0), r"final_lr must be in \[0, peak_lr=0.1\]"),
+    (lambda: join([constant(1.0)], [5]), r"schedules must have len\(boundaries\) \+ 1 = 2"),
+    (lambda: join([constant(1.0), lambda t: 1.0], [5]), r"schedules\[1\] must be a companion"),
+    (lambda: join([constant(1.0)] * 3, [5, 2]), r"boundaries must be strictly increasing"),
+]
+
+
+@pytest.mark.parametrize(("make", "match"), BAD)
+def test_bad_input_raises_value_error_naming_argument_and_range(make, match):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=match):
+            make()
