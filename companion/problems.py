@@ -77,7 +77,9 @@ def digits(
     def to(a: np.ndarray, kind: torch.dtype) -> torch.Tensor:
         return torch.as_tensor(a, dtype=kind, device=device)
 
-    return Split(to(x[train], dtype), to(y[train], torch.long), to(x[test], dtype), to(y[test], torch.long))
+    return Split(
+        to(x[train], dtype), to(y[train], torch.long), to(x[test], dtype), to(y[test], torch.long)
+    )
 
 
 def mlp(

@@ -220,22 +220,23 @@ class River:
 
     Notes
     -----
-    *State and devices.* The state is created on the first :meth:`observe`, on the losses'
-    device, and never leaves it: no operation reads a value back to the host, so a CUDA
-    training loop is not synchronised. Batch statistics are accumulated as shifted power
-    sums :math:`[N, \sum d_i, \sum d_i^2]`, :math:`d_i = L_t(i) - c`, in float64 (float32
-    on MPS), with the shift :math:`c` the mean loss of the previous accepted batch (0 for
-    the first), so the variance does not suffer from cancellation; these sums can be
-    all-reduced across devices.
+    *State and devices.* The state (:math:`v`, :math:`v^{\text{target}}`, the number of
+    accepted batches and the multiplier, all 0-d tensors) is created on the first
+    :meth:`observe`, on the losses' device, and never leaves it: no operation reads a value
+    back to the host, so a CUDA training loop is not synchronised. The batch statistics
+    are the count, sum and sum of squares of the losses (so that they could be all-reduced
+    across devices), accumulated in float64 (float32 on MPS) so that the variance does not
+    lose precision to cancellation even when all losses are nearly equal (an untrained
+    classifier's :math:`\approx \log K`).
 
     *Degenerate batches.* A batch with fewer than two examples (its variance, 0, says
-    nothing about spread) or with a non-finite loss is *skipped*: the EMAs, the step count
-    and the shift keep their values (selected with :func:`torch.where`, no host branch) and
-    :attr:`num_skipped` is incremented. The multiplier stays finite and inside ``clip``.
-    Before the first accepted batch the multiplier is 1 (clipped into ``clip``); before
-    the first :meth:`observe` it is that value as a 0-d float32 tensor on the CPU. With
-    ``eps_mode="relative"``, if :math:`v_t = v^{\text{target}}_t = 0` (only zero-variance
-    batches so far) :math:`m_t := 1`.
+    nothing about spread) or with a non-finite loss is *skipped*: the EMAs and the count
+    of accepted batches keep their values (chosen with :func:`torch.where` for the
+    non-finite case, so no host branch on data) and :attr:`num_skipped` grows by one. The
+    multiplier always stays finite and inside ``clip``. While :math:`v^{\text{target}}_t
+    = 0` (before the first accepted batch, or after zero-variance batches only) the
+    multiplier is 1 (clipped into ``clip``); before the first :meth:`observe` it is that
+    value as a 0-d float32 tensor on the CPU.
 
     *Interpolation.* When the model fits the batch exactly, :math:`v_t \to 0` and
     :math:`m_t` sits at :math:`m_{\max}` (ERRATA 22): the clip range matters.
@@ -275,7 +276,8 @@ class River:
             _check_config(beta_v, beta_r, eps, eps_mode, clip, init, use_current_batch, dtype)
         )
         self._state: dict[str, torch.Tensor] | None = None
-        self._next: torch.Tensor | None = None  # m from the current state (past mode)
+        self._next: torch.Tensor | None = None  # m of the current state (for past mode)
+        self._observed = 0  # calls of observe (host-side count)
         self._multiplier = torch.tensor(self._neutral, dtype=torch.float32)
 
     # ------------------------------------------------------------------ configuration
@@ -289,6 +291,8 @@ class River:
         self.use_current_batch: bool = config["use_current_batch"]
         self.dtype: torch.dtype | None = config["dtype"]
         self._neutral = min(max(1.0, self.clip[0]), self.clip[1])
+        self._log_beta_v = math.log(self.beta_v)
+        self._log_beta_r = math.log(self.beta_r)
 
     def _config(self) -> dict[str, Any]:
         return {
@@ -315,12 +319,16 @@ class River:
     @property
     def variance(self) -> torch.Tensor | None:
         r"""Smoothed roughness :math:`v_t` (:math:`\hat v_t` for ``"zero-debiased"``)."""
-        return None if self._state is None else self._estimates(self._state)[0]
+        if self._state is None:
+            return None
+        return self._estimates(self._state["v"], self._state["r"], self._state["step"])[0]
 
     @property
     def target(self) -> torch.Tensor | None:
         r"""Target roughness :math:`v^{\text{target}}_t` (bias-corrected if so configured)."""
-        return None if self._state is None else self._estimates(self._state)[1]
+        if self._state is None:
+            return None
+        return self._estimates(self._state["v"], self._state["r"], self._state["step"])[1]
 
     @property
     def num_accepted(self) -> torch.Tensor | None:
@@ -328,41 +336,37 @@ class River:
         return None if self._state is None else self._state["step"]
 
     @property
-    def num_skipped(self) -> torch.Tensor | None:
+    def num_skipped(self) -> torch.Tensor | int:
         """Number of batches skipped (fewer than 2 examples or a non-finite loss)."""
-        return None if self._state is None else self._state["skipped"]
+        return 0 if self._state is None else self._observed - self._state["step"]
 
-    # ------------------------------------------------------------------ the update
-    def _new_state(self, losses: torch.Tensor) -> dict[str, torch.Tensor]:
-        dtype = self.dtype or torch.promote_types(losses.dtype, torch.float32)
-        zero = torch.zeros((), dtype=dtype, device=losses.device)
-        count = torch.zeros((), dtype=torch.int64, device=losses.device)
-        return {
-            "v": zero,
-            "r": zero.clone(),
-            "step": count,
-            "skipped": count.clone(),
-            "shift": zero.clone(),
-            "multiplier": torch.full((), self._neutral, dtype=dtype, device=losses.device),
-        }
-
-    def _estimates(self, state: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    # ------------------------------------------------------------------ the formula
+    def _estimates(
+        self, v: torch.Tensor, r: torch.Tensor, t: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(v, target) as they enter the multiplier: bias-corrected for "zero-debiased"."""
-        v, r = state["v"], state["r"]
         if self.init != "zero-debiased":
             return v, r
-        t = state["step"].clamp_min(1).to(v.dtype)
-        return v / (1.0 - torch.pow(self.beta_v, t)), r / (1.0 - torch.pow(self.beta_r, t))
+        t = t.clamp_min(1).to(v.dtype)
+        # 1 - beta**t = -expm1(t log beta), accurate even where beta**t is close to 1.
+        return (
+            v / -torch.expm1(t * self._log_beta_v),
+            r / -torch.expm1(t * self._log_beta_r),
+        )
 
-    def _multiplier_of(self, state: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        r"""Clipped :math:`v^{\text{target}}/(v + \epsilon)`; the neutral value before data."""
-        v, r = self._estimates(state)
-        eps = self.eps * r if self.eps_mode == "relative" else self.eps
-        denom = v + eps
-        ok = (state["step"] > 0) & (denom > 0)
-        m = torch.where(ok, r / torch.where(ok, denom, 1.0), 1.0)
+    def _formula(self, v: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        r"""Clipped :math:`r/(v + \epsilon)`; 1 (clipped) where :math:`r = 0`."""
+        if self.eps_mode == "relative":
+            denom = torch.add(v, r, alpha=self.eps)
+        else:
+            denom = v + self.eps
+        m = torch.where(r > 0, r / denom, 1.0)
         return m.clamp(self.clip[0], self.clip[1])
 
+    def _multiplier_of(self, state: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return self._formula(*self._estimates(state["v"], state["r"], state["step"]))
+
+    # ------------------------------------------------------------------ the update
     def observe(self, per_example_losses: torch.Tensor) -> torch.Tensor:
         r"""Update the roughness estimates with one batch of per-example losses.
 
@@ -397,51 +401,53 @@ class River:
             raise ValueError("per_example_losses must be non-empty, got 0 examples")
         if not losses.is_floating_point():
             raise ValueError(f"per_example_losses must be floating-point, got {losses.dtype}")
-        if self._state is None:
-            self._state = self._new_state(losses)
-            self._next = self._state["multiplier"]
         state = self._state
-        if losses.device != state["v"].device:
+        if state is None:
+            dtype = self.dtype or torch.promote_types(losses.dtype, torch.float32)
+            zero = torch.zeros((), dtype=dtype, device=losses.device)
+            m0 = torch.full((), self._neutral, dtype=dtype, device=losses.device)
+            step0 = torch.zeros((), dtype=torch.int64, device=losses.device)
+            state = {"v": zero, "r": zero, "step": step0, "multiplier": m0}
+            self._state, self._next = state, m0
+        elif losses.device != state["v"].device:
             raise ValueError(
                 f"per_example_losses is on {losses.device}, River's state on "
                 f"{state['v'].device}; keep one device"
             )
-        losses = losses.detach()
-
-        # Step 1: batch statistics.
-        moments = _batch_moments(losses, state["shift"])
-        var, mean = _variance_from_moments(moments, state["shift"])
-        dtype = state["v"].dtype
-        var, mean = var.to(dtype), mean.to(dtype)
-
-        # Steps 2-3: the two EMAs, computed as if the batch were accepted.
-        v_old, r_old, step = state["v"], state["r"], state["step"]
-        if self.init == "first":
-            first = step == 0
-            v_new = torch.where(first, var, torch.lerp(v_old, var, 1.0 - self.beta_v))
-            r_new = torch.where(first, v_new, torch.lerp(r_old, v_new, 1.0 - self.beta_r))
-        elif self.init == "zero":
-            v_new = torch.lerp(v_old, var, 1.0 - self.beta_v)
-            r_new = torch.lerp(r_old, v_new, 1.0 - self.beta_r)
-        else:  # zero-debiased: the target averages the bias-corrected v
-            v_new = torch.lerp(v_old, var, 1.0 - self.beta_v)
-            t = (step + 1).to(dtype)
-            r_new = torch.lerp(r_old, v_new / (1.0 - torch.pow(self.beta_v, t)), 1.0 - self.beta_r)
-
-        # Skip degenerate batches: fewer than 2 examples or anything non-finite.
-        valid = (moments[0] >= 2) & torch.isfinite(var) & torch.isfinite(r_new)
-        new_state = {
-            "v": torch.where(valid, v_new, v_old),
-            "r": torch.where(valid, r_new, r_old),
-            "step": step + valid,
-            "skipped": state["skipped"] + ~valid,
-            "shift": torch.where(valid, mean, state["shift"]),
-        }
-        m_new = self._multiplier_of(new_state)
-        new_state["multiplier"] = m_new if self.use_current_batch else self._next
-        self._next = m_new
-        self._state = new_state
-        self._multiplier = new_state["multiplier"]
+        self._observed += 1
+        m_next = self._next
+        if losses.numel() >= 2:  # shape is host metadata: no synchronisation
+            v, r, step = state["v"], state["r"], state["step"]
+            # Step 1: instantaneous roughness.
+            var = _variance_from_moments(*_batch_moments(losses.detach())).to(v.dtype)
+            # Steps 2-3: the two EMAs and the multiplier, as if the batch were accepted.
+            if self.init == "first":
+                first = step == 0
+                v_new = torch.where(first, var, torch.lerp(v, var, 1.0 - self.beta_v))
+                r_new = torch.where(first, v_new, torch.lerp(r, v_new, 1.0 - self.beta_r))
+                m_new = self._formula(v_new, r_new)
+            elif self.init == "zero":
+                v_new = torch.lerp(v, var, 1.0 - self.beta_v)
+                r_new = torch.lerp(r, v_new, 1.0 - self.beta_r)
+                m_new = self._formula(v_new, r_new)
+            else:  # zero-debiased: the target averages the bias-corrected v
+                v_new = torch.lerp(v, var, 1.0 - self.beta_v)
+                v_hat = v_new / -torch.expm1((step + 1).to(v.dtype) * self._log_beta_v)
+                r_new = torch.lerp(r, v_hat, 1.0 - self.beta_r)
+                m_new = self._formula(*self._estimates(v_new, r_new, step + 1))
+            # A non-finite loss makes var, hence r_new, non-finite: keep the old state.
+            valid = torch.isfinite(r_new)
+            state = {
+                "v": torch.where(valid, v_new, v),
+                "r": torch.where(valid, r_new, r),
+                "step": step + valid,
+            }
+            m_next = torch.where(valid, m_new, self._next)
+        else:
+            state = dict(state)
+        state["multiplier"] = m_next if self.use_current_batch else self._next
+        self._state, self._next = state, m_next
+        self._multiplier = state["multiplier"]
         return self._multiplier
 
     # ------------------------------------------------------------------ checkpointing
@@ -454,6 +460,7 @@ class River:
         state = None
         if self._state is not None:
             state = {k: self._state[k].detach().clone() for k in _STATE_KEYS}
+            state["observed"] = self._observed
         return {**self._config(), "state": state}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
@@ -467,8 +474,8 @@ class River:
         Raises
         ------
         ValueError
-            If a key is missing, a hyperparameter is invalid, or a state tensor has the
-            wrong shape, dtype or value.
+            If a key is missing, a hyperparameter is invalid, or a state entry has the
+            wrong type, shape, dtype or value.
         """
         if not isinstance(state_dict, Mapping):
             raise ValueError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
@@ -478,47 +485,54 @@ class River:
         config = _check_config(*(state_dict[k] for k in _CONFIG_KEYS))
         raw = state_dict["state"]
         new_state: dict[str, torch.Tensor] | None = None
+        observed = 0
         if raw is not None:
-            if not isinstance(raw, Mapping) or any(k not in raw for k in _STATE_KEYS):
-                raise ValueError(f"state_dict['state'] must be None or hold keys {_STATE_KEYS}")
+            if not isinstance(raw, Mapping) or any(
+                k not in raw for k in (*_STATE_KEYS, "observed")
+            ):
+                raise ValueError(
+                    f"state_dict['state'] must be None or hold keys {(*_STATE_KEYS, 'observed')}"
+                )
             tensors = {k: raw[k] for k in _STATE_KEYS}
             for key, value in tensors.items():
                 if not isinstance(value, torch.Tensor) or value.ndim != 0:
                     raise ValueError(f"state_dict['state'][{key!r}] must be a 0-d tensor")
-            floats = ("v", "r", "shift", "multiplier")
             dtype = tensors["v"].dtype
-            if not dtype.is_floating_point or any(tensors[k].dtype != dtype for k in floats):
-                raise ValueError(
-                    "state_dict['state']: v, r, shift, multiplier need one float dtype"
-                )
+            if not dtype.is_floating_point or any(
+                tensors[k].dtype != dtype for k in ("r", "multiplier")
+            ):
+                raise ValueError("state_dict['state']: v, r and multiplier need one floating dtype")
             if config["dtype"] is not None and dtype != config["dtype"]:
-                raise ValueError(f"state_dict['state'] has dtype {dtype}, dtype={config['dtype']}")
-            if any(tensors[k].dtype != torch.int64 for k in ("step", "skipped")):
-                raise ValueError("state_dict['state']: step and skipped must be int64")
-            # Loading is not in the training loop: reading values back is fine here.
-            lo, hi = config["clip"]
-            checks = {
-                "v": lambda x: math.isfinite(x) and x >= 0,
-                "r": lambda x: math.isfinite(x) and x >= 0,
-                "shift": math.isfinite,
-                "step": lambda x: x >= 0,
-                "skipped": lambda x: x >= 0,
-            }
-            m = tensors["multiplier"]
-            if not bool(torch.equal(m.clamp(lo, hi), m)):
                 raise ValueError(
-                    f"state_dict['state']['multiplier'] = {m.item()!r} is outside clip={config['clip']}"
+                    f"state_dict['state'] has dtype {dtype}, but dtype={config['dtype']}"
                 )
-            for key, check in checks.items():
-                if not check(tensors[key].item()):
-                    raise ValueError(
-                        f"state_dict['state'][{key!r}] = {tensors[key].item()!r} is invalid"
-                    )
-            device = self._state["v"].device if self._state is not None else tensors["v"].device
+            if tensors["step"].dtype != torch.int64:
+                raise ValueError("state_dict['state']['step'] must be an int64 tensor")
+            observed = raw["observed"]
+            if isinstance(observed, bool) or not isinstance(observed, int):
+                raise ValueError("state_dict['state']['observed'] must be an int")
+            # Loading is not in the training loop: reading values back is fine here.
+            v, r, step = (tensors[k].item() for k in ("v", "r", "step"))
+            m = tensors["multiplier"]
+            lo, hi = config["clip"]
+            problems = {
+                "v": not (math.isfinite(v) and v >= 0),
+                "r": not (math.isfinite(r) and r >= 0),
+                "step": not 0 <= step <= observed,
+                "multiplier": not bool(torch.equal(m.clamp(lo, hi), m)),
+            }
+            bad = [k for k, problem in problems.items() if problem]
+            if bad:
+                raise ValueError(
+                    f"state_dict['state'] has invalid {bad} (need v, r finite >= 0, "
+                    f"0 <= step <= observed, multiplier within clip={config['clip']})"
+                )
+            device = self._state["v"].device if self._state is not None else m.device
             new_state = {k: t.detach().to(device, copy=True) for k, t in tensors.items()}
         # Validated: now mutate.
         self._set_config(config)
         self._state = new_state
+        self._observed = observed
         if new_state is None:
             self._next = None
             self._multiplier = torch.tensor(self._neutral, dtype=torch.float32)

@@ -23,7 +23,6 @@ HTML = ROOT / "_build" / "html"
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
-
 def _load_book_conftest():
     import importlib.util
 
@@ -146,7 +145,9 @@ def test_missing_citation_and_broken_reference_fail_the_build(tmp_path):
 
 def test_a_failing_chapter_fails_the_build(tmp_path):
     (tmp_path / "_config.yml").write_text(MINI_CONFIG.replace("bibtex_bibfiles: [refs.bib]\n", ""))
-    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: index\nchapters:\n  - file: broken_chapter\n")
+    (tmp_path / "_toc.yml").write_text(
+        "format: jb-book\nroot: index\nchapters:\n  - file: broken_chapter\n"
+    )
     (tmp_path / "index.md").write_text("# Mini\n")
     (tmp_path / "broken_chapter.md").write_text(BROKEN)
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
@@ -175,7 +176,9 @@ def _built_pages() -> list[Path]:
 
 
 def _chapter_pages() -> list[Path]:
-    return [p for p in _built_pages() if p.stem in {c.stem for c in CHAPTERS} and p.stem != "status"]
+    return [
+        p for p in _built_pages() if p.stem in {c.stem for c in CHAPTERS} and p.stem != "status"
+    ]
 
 
 def test_built_pages_use_no_math_cdn_and_ship_mathjax():
@@ -183,7 +186,9 @@ def test_built_pages_use_no_math_cdn_and_ship_mathjax():
     assert pages
     for page in pages:
         html = page.read_text(encoding="utf-8")
-        assert not re.search(r"https?://[^\"']*mathjax", html, re.I), f"{page.name} loads MathJax from the web"
+        assert not re.search(r"https?://[^\"']*mathjax", html, re.I), (
+            f"{page.name} loads MathJax from the web"
+        )
     assert (HTML / "_static" / "mathjax" / "tex-chtml.js").is_file()
 
 
