@@ -30,7 +30,6 @@ import numbers
 from collections.abc import Callable
 from typing import Any
 
-import torch
 from torch import Tensor
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
@@ -152,15 +151,20 @@ class ScheduledLR(LRScheduler):
         """The learning rate of every group at step ``t`` (a tensor where it must be one)."""
         s = float(self.schedule(t))
         m = self._factor() if multiplied else None
+        m_float: float | None = None  # a tensor multiplier read once, for float-lr groups
         out: list[float | Tensor] = []
         for group, ratio in zip(self.optimizer.param_groups, self._ratios, strict=True):
             base = s * ratio
             if m is None:
                 out.append(base)
-            elif isinstance(m, Tensor):
-                out.append(m * base if isinstance(group["lr"], Tensor) else base * float(m))
-            else:
+            elif not isinstance(m, Tensor):
                 out.append(base * m)
+            elif isinstance(group["lr"], Tensor):
+                out.append(m * base)
+            else:
+                if m_float is None:
+                    m_float = float(m)  # waits for the device: use a tensor lr to avoid it
+                out.append(base * m_float)
         return out
 
     def _apply(self, t: int, multiplied: bool) -> None:

@@ -43,18 +43,25 @@ _CONFIG_KEYS = (
 )
 
 
-def _batch_moments(losses: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
-    r"""Count, sum and sum of squares of one batch of losses: :math:`(N, \sum L_i, \sum L_i^2)`.
+def _batch_moments(
+    losses: torch.Tensor, shift: torch.Tensor | None = None
+) -> tuple[int, torch.Tensor, torch.Tensor]:
+    r"""Count and shifted power sums of one batch: :math:`(N, \sum d_i, \sum d_i^2)`.
 
-    These add up across batches or devices (an all-reduce with ``SUM``), which is why the
-    variance is computed from them. The sums are accumulated in float64 (float32 on MPS,
-    which has no float64), so :math:`\sum L_i^2/N - \bar L^2` keeps about
-    :math:`16 - \log_{10}(\bar L^2/\operatorname{Var})` significant digits.
+    With :math:`d_i = L_i - c`. Such sums add up across batches or devices (an all-reduce
+    with ``SUM``) when every part uses the same shift :math:`c`, which is why the variance
+    is computed from them. The default shift is the batch's first loss,
+    :math:`c = L_1`: since :math:`(L_1 - \bar L)^2 \le N \operatorname{Var}`, the
+    subtraction in :func:`_variance_from_moments` then loses at most a factor :math:`N` of
+    relative precision, however large the losses are against their spread. The sums are
+    accumulated in float64 (float32 on MPS, which has no float64).
 
     Parameters
     ----------
     losses : torch.Tensor
         1-d per-example losses.
+    shift : torch.Tensor, optional
+        0-d shift :math:`c` (on ``losses.device``); default ``losses[0]``.
 
     Returns
     -------
@@ -62,20 +69,27 @@ def _batch_moments(losses: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tenso
         ``(N, sum, sum_of_squares)``: a Python int and two 0-d tensors on ``losses.device``.
     """
     x = losses.to(torch.float32 if losses.device.type == "mps" else torch.float64)
-    return x.numel(), x.sum(), torch.dot(x, x)
+    d = x - (x[0] if shift is None else shift.to(x.dtype))
+    return d.numel(), d.sum(), torch.dot(d, d)
 
 
 def _variance_from_moments(
     count: int | torch.Tensor, total: torch.Tensor, total_sq: torch.Tensor
 ) -> torch.Tensor:
-    r"""Population variance from :func:`_batch_moments`' output.
+    r"""Population variance from :func:`_batch_moments`' output (it ignores the shift).
 
     .. math::
-        \operatorname{Var} = \max\Bigl(0,\ \frac{\sum L_i^2}{N}
-        - \Bigl(\frac{\sum L_i}{N}\Bigr)^2\Bigr)
+        \operatorname{Var} = \max\Bigl(0,\ \frac{\sum d_i^2}{N}
+        - \Bigl(\frac{\sum d_i}{N}\Bigr)^2\Bigr)
     """
+    if isinstance(count, int):  # the local case: two operations fewer
+        return (
+            torch.addcmul(total_sq, total, total, value=-1.0 / count)
+            .mul_(1.0 / count)
+            .clamp_min_(0.0)
+        )
     mean = total / count
-    return torch.addcmul(total_sq / count, mean, mean, value=-1.0).clamp_min(0.0)
+    return torch.addcmul(total_sq / count, mean, mean, value=-1.0).clamp_min_(0.0)
 
 
 def _check_beta(name: str, value: Any) -> float:
@@ -224,10 +238,11 @@ class River:
     accepted batches and the multiplier, all 0-d tensors) is created on the first
     :meth:`observe`, on the losses' device, and never leaves it: no operation reads a value
     back to the host, so a CUDA training loop is not synchronised. The batch statistics
-    are the count, sum and sum of squares of the losses (so that they could be all-reduced
-    across devices), accumulated in float64 (float32 on MPS) so that the variance does not
-    lose precision to cancellation even when all losses are nearly equal (an untrained
-    classifier's :math:`\approx \log K`).
+    are the count, sum and sum of squares of :math:`L_t(i) - L_t(1)` (sums that could be
+    all-reduced across devices, given a shared shift), accumulated in float64 (float32 on
+    MPS): shifting by one of the batch's own losses bounds the cancellation in
+    :math:`\overline{d^2} - \bar d^{\,2}`, so the variance stays accurate even when all
+    losses are nearly equal (an untrained classifier's :math:`\approx \log K`).
 
     *Degenerate batches.* A batch with fewer than two examples (its variance, 0, says
     nothing about spread) or with a non-finite loss is *skipped*: the EMAs and the count
@@ -239,7 +254,12 @@ class River:
     value as a 0-d float32 tensor on the CPU.
 
     *Interpolation.* When the model fits the batch exactly, :math:`v_t \to 0` and
-    :math:`m_t` sits at :math:`m_{\max}` (ERRATA 22): the clip range matters.
+    :math:`m_t` sits at :math:`m_{\max}` and undoes the schedule's anneal (section 6.5):
+    the clip range matters.
+
+    *Cost.* :meth:`observe` is about twenty operations on 0-d tensors (tens of
+    microseconds of launch overhead per call, independent of the model): noticeable on a
+    tiny model, negligible on a real one (``python -m companion.benchmarks.river``).
 
     The recommended loop (the learning rate of step :math:`t` never sees batch :math:`t`)::
 
@@ -431,12 +451,15 @@ class River:
                 r_new = torch.lerp(r, v_new, 1.0 - self.beta_r)
                 m_new = self._formula(v_new, r_new)
             else:  # zero-debiased: the target averages the bias-corrected v
+                # (the same operations as _estimates at step + 1, so bit-identical)
+                t = (step + 1).to(v.dtype)
                 v_new = torch.lerp(v, var, 1.0 - self.beta_v)
-                v_hat = v_new / -torch.expm1((step + 1).to(v.dtype) * self._log_beta_v)
+                v_hat = v_new / -torch.expm1(t * self._log_beta_v)
                 r_new = torch.lerp(r, v_hat, 1.0 - self.beta_r)
-                m_new = self._formula(*self._estimates(v_new, r_new, step + 1))
-            # A non-finite loss makes var, hence r_new, non-finite: keep the old state.
-            valid = torch.isfinite(r_new)
+                m_new = self._formula(v_hat, r_new / -torch.expm1(t * self._log_beta_r))
+            # A non-finite loss (or an overflow) makes var, hence r_new, NaN or +inf:
+            # keep the old state. (r_new >= 0, so this test is isfinite, in one op.)
+            valid = r_new < math.inf
             state = {
                 "v": torch.where(valid, v_new, v),
                 "r": torch.where(valid, r_new, r),

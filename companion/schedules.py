@@ -9,11 +9,13 @@ computed directly, so nothing drifts and nothing needs resuming. The scalar path
 runs the vectorised one, so ``s(np.arange(T))`` equals ``[s(t) for t in range(T)]``
 exactly.
 
-Conventions (they match PyTorch, optax and Hugging Face where those have the
-schedule): a linear warmup over ``W`` steps multiplies by ``(t + 1) / W``, so the
-first update never has learning rate 0; a cosine decay over ``T`` steps starts at
-the peak at ``t = W`` and reaches ``final_lr`` at ``t = T``, after which it stays
-there.
+Conventions: the decays are PyTorch's closed forms where it has the schedule
+(``CosineAnnealingLR``, ``MultiStepLR``, ``CosineAnnealingWarmRestarts``; also
+optax's and Hugging Face's cosine): a cosine decay over ``T`` steps is at the peak
+at ``t = W`` and reaches ``final_lr`` at ``t = T``, where it stays. A linear warmup
+over ``W`` steps multiplies by ``(t + 1) / W`` (PyTorch's
+``LinearLR(start_factor=1/W, total_iters=W-1)``), not by ``t / W`` as optax and
+Hugging Face do, so the first update never has learning rate 0.
 
 Examples
 --------
@@ -50,6 +52,8 @@ __all__ = [
 
 #: The decay shapes :func:`wsd` knows.
 WSD_SHAPES = ("linear", "cosine", "1-sqrt", "1-square", "exp")
+
+_CHUNK = 1 << 16  # steps evaluated at a time (about 0.5 MB per float64 temporary)
 
 
 # ----------------------------------------------------------------------------- checks
@@ -92,9 +96,7 @@ def _steps(step: Any) -> np.ndarray:
     """The step(s) as an int64 array; ValueError for negative or non-integer steps."""
     arr = np.asarray(step)
     if arr.dtype.kind not in "iu":
-        raise ValueError(
-            f"step must be an integer >= 0 or an array of integers >= 0, got {step!r}"
-        )
+        raise ValueError(f"step must be an integer >= 0 or an array of integers >= 0, got {step!r}")
     arr = arr.astype(np.int64, copy=False)
     if arr.size and arr.min() < 0:
         raise ValueError(f"step must be >= 0, got a minimum of {arr.min()}")
@@ -107,8 +109,9 @@ def _steps(step: Any) -> np.ndarray:
 class Schedule:
     """A learning-rate schedule: a pure function of the 0-based step.
 
-    Subclasses implement :meth:`_evaluate` on an int64 array; :meth:`__call__`
-    checks the step and routes scalars through the same vectorised code.
+    Subclasses implement :meth:`_evaluate` on a 1-d int64 array; :meth:`__call__`
+    checks the step and routes scalars through the same vectorised code, so both
+    paths perform the same floating-point operations on every element.
     """
 
     __slots__ = ()
@@ -126,7 +129,15 @@ class Schedule:
             if step < 0:
                 raise ValueError(f"step must be >= 0, got {step}")
             return float(self._evaluate(np.array([step], dtype=np.int64))[0])
-        return self._evaluate(_steps(step))
+        t = _steps(step)
+        flat = t.ravel()
+        if flat.size <= _CHUNK:
+            return self._evaluate(flat).reshape(t.shape)
+        # chunks that stay in cache: the same operations per element, fewer memory passes
+        out = np.empty(flat.shape, dtype=np.float64)
+        for i in range(0, flat.size, _CHUNK):
+            out[i : i + _CHUNK] = self._evaluate(flat[i : i + _CHUNK])
+        return out.reshape(t.shape)
 
     def _evaluate(self, t: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -142,17 +153,76 @@ def _fmt(value: Any) -> str:
     return repr(value)
 
 
+class _Steps:
+    """A 1-d int64 step array that selects the steps in ``[lo, hi)``.
+
+    For sorted steps (``np.arange(T)``, the common case, or a single step) the
+    selection is a slice found by binary search, so a phase costs no mask, gather or
+    scatter; otherwise it is a boolean mask. Both select the same elements, and the
+    values computed on them do not depend on which.
+    """
+
+    __slots__ = ("t", "sorted")
+
+    def __init__(self, t: np.ndarray) -> None:
+        self.t = t
+        self.sorted = t.size < 2 or bool(np.all(t[1:] >= t[:-1]))
+
+    def select(self, lo: int, hi: int | None = None) -> slice | np.ndarray:
+        t = self.t
+        if self.sorted:
+            a = int(np.searchsorted(t, lo)) if lo > 0 else 0
+            b = t.size if hi is None else int(np.searchsorted(t, hi))
+            return slice(a, max(a, b))
+        return t >= lo if hi is None else (t >= lo) & (t < hi)
+
+
+def _fill(out: np.ndarray | float, steps: _Steps, lo: int, hi: int | None, fn: Any) -> Any:
+    """Set ``out[i] = fn(t[i])`` for the steps ``lo <= t[i] < hi`` (``hi=None``: no bound).
+
+    ``out`` is an array, or a float standing for an array filled with it (allocated
+    only if needed); the result (possibly a new array) is returned. ``fn`` returns a
+    new array.
+    """
+    t = steps.t
+    sel = steps.select(lo, hi)
+    n = sel.stop - sel.start if isinstance(sel, slice) else int(np.count_nonzero(sel))
+    if n == 0:
+        return out
+    if n == t.size:
+        return fn(t)
+    if not isinstance(out, np.ndarray):
+        out = np.full(t.shape, out, dtype=np.float64)
+    out[sel] = fn(t[sel])
+    return out
+
+
+def _array(out: np.ndarray | float, t: np.ndarray) -> np.ndarray:
+    return out if isinstance(out, np.ndarray) else np.full(t.shape, out, dtype=np.float64)
+
+
 def _warmup(t: np.ndarray, peak: float, warmup: int, init: float = 0.0) -> np.ndarray:
-    r"""``init + (peak - init) * min(t + 1, W) / W`` (``W >= 1``), clipped to [init, peak]."""
-    frac = np.minimum(t + 1, warmup) / warmup
-    out = init + (peak - init) * frac
-    lo, hi = min(init, peak), max(init, peak)
-    return np.clip(out, lo, hi)
+    r"""``init + (peak - init) * (t + 1) / W`` for ``t < W``, clipped to [init, peak]."""
+    x = np.add(t, 1, dtype=np.float64)
+    x /= warmup
+    x *= peak - init
+    x += init
+    return np.clip(x, min(init, peak), max(init, peak), out=x)
 
 
 def _cosine_decay(tau: np.ndarray, length: Any, peak: Any, final: float) -> np.ndarray:
-    r"""``final + (peak - final) * (1 + cos(pi * tau / length)) / 2`` (torch's order of ops)."""
-    return final + (peak - final) * (1.0 + np.cos(np.pi * tau / length)) / 2.0
+    r"""``final + (peak - final) * (1 + cos(pi * tau / length)) / 2``, clipped to [final, peak].
+
+    Same order of operations as PyTorch's closed form; computed in place.
+    """
+    x = np.multiply(tau, np.pi, dtype=np.float64)
+    x /= length
+    np.cos(x, out=x)
+    x += 1.0
+    x *= np.subtract(peak, final)
+    x /= 2.0
+    x += final
+    return np.clip(x, final, peak, out=x)
 
 
 # ----------------------------------------------------------------------------- schedules
@@ -191,7 +261,11 @@ class _LinearWarmup(Schedule):
     _name = "linear_warmup"
 
     def _evaluate(self, t):
-        return _warmup(t, self.peak_lr, self.warmup_steps, self.init_lr)
+        W = self.warmup_steps
+        warm = _fill(
+            self.peak_lr, _Steps(t), 0, W - 1, lambda s: _warmup(s, self.peak_lr, W, self.init_lr)
+        )
+        return _array(warm, t)
 
 
 def linear_warmup(peak_lr: float, warmup_steps: int, init_lr: float = 0.0) -> Schedule:
@@ -237,13 +311,12 @@ class _Cosine(Schedule):
 
     def _evaluate(self, t):
         peak, final, T, W = self.peak_lr, self.final_lr, self.total_steps, self.warmup_steps
-        if T > W:
-            out = _cosine_decay(t - W, T - W, peak, final)
-        else:
-            out = np.full(t.shape, peak, dtype=np.float64)
+        steps, out = _Steps(t), final
         if W > 0:
-            out = np.where(t < W, _warmup(t, peak, W), out)
-        return np.clip(np.where(t >= T, final, out), final, peak)
+            out = _fill(out, steps, 0, W, lambda s: _warmup(s, peak, W))
+        if T > W:
+            out = _fill(out, steps, W, T, lambda s: _cosine_decay(s - W, T - W, peak, final))
+        return _array(out, t)
 
 
 def cosine(
@@ -299,8 +372,16 @@ class _PiecewiseConstant(Schedule):
     _name = "piecewise_constant"
 
     def _evaluate(self, t):
-        idx = np.searchsorted(np.asarray(self.boundaries, dtype=np.int64), t, side="right")
-        return np.asarray(self.values, dtype=np.float64)[idx]
+        steps = _Steps(t)
+        if not steps.sorted:
+            idx = np.searchsorted(np.asarray(self.boundaries, dtype=np.int64), t, side="right")
+            return np.asarray(self.values, dtype=np.float64)[idx]
+        out: Any = self.values[0]
+        ends = (*self.boundaries[1:], None)
+        for i, lo in enumerate(self.boundaries):
+            v = self.values[i + 1]
+            out = _fill(out, steps, lo, ends[i], lambda s, v=v: np.full(s.shape, v))
+        return _array(out, t)
 
 
 def piecewise_constant(boundaries: Sequence[int], values: Sequence[float]) -> Schedule:
@@ -349,29 +430,58 @@ class _SGDR(Schedule):
     peak_decay: float = 1.0
     _name = "sgdr"
 
-    def _cycle(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(cycle index k, start of cycle k, length of cycle k) for each step."""
+    def _cycles(self, first: int, last: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Starts and lengths of the cycles from the one holding ``first`` to the one
+        holding ``last``, in exact integer arithmetic (None for ``m = 1``)."""
         C, m = self.cycle_steps, self.cycle_mult
         if m == 1:
-            k = t // C
-            return k, k * C, np.full(t.shape, C, dtype=np.int64)
-        # k = floor(log_m(1 + t (m - 1) / C)), then corrected exactly in integers.
-        k = np.floor(np.log1p(t * ((m - 1) / C)) / math.log(m)).astype(np.int64)
-        k = np.maximum(k, 0)
+            return None
+        starts, lengths = [0], [C]
+        while starts[-1] + lengths[-1] <= last:
+            starts.append(starts[-1] + lengths[-1])
+            lengths.append(lengths[-1] * m)
+        return np.array(starts, dtype=np.int64), np.array(lengths, dtype=np.int64)
 
-        def start(j):
-            return C * (np.power(np.int64(m), j) - 1) // (m - 1)
-
-        k = np.where(start(k) > t, k - 1, k)
-        k = np.where(start(k + 1) <= t, k + 1, k)
-        return k, start(k), C * np.power(np.int64(m), k)
+    def _peaks(self, k: np.ndarray) -> Any:
+        """``max(peak * gamma**k, final)`` for cycle indices ``k``."""
+        if self.peak_decay == 1.0:
+            return self.peak_lr
+        p = self.peak_lr * np.power(self.peak_decay, k.astype(np.float64))
+        return np.maximum(p, self.final_lr)
 
     def _evaluate(self, t):
-        k, begin, length = self._cycle(t)
-        peak = np.maximum(self.peak_lr * np.power(self.peak_decay, k.astype(np.float64)),
-                          self.final_lr)
-        out = _cosine_decay(t - begin, length, peak, self.final_lr)
-        return np.clip(out, self.final_lr, peak)
+        C, final = self.cycle_steps, self.final_lr
+        if t.size == 0:
+            return np.empty(0)
+        steps = _Steps(t)
+        first, last = (int(t[0]), int(t[-1])) if steps.sorted else (0, int(t.max()))
+        table = self._cycles(first, last)
+        if table is None:
+            k_first, k_last = first // C, last // C
+        else:
+            k_first = int(np.searchsorted(table[0], first, side="right")) - 1
+            k_last = len(table[0]) - 1
+        if steps.sorted and k_last - k_first < 64:
+            # sorted steps over few cycles: one slice per cycle, scalar length and peak
+            ks = np.arange(k_first, k_last + 1)
+            if table is None:
+                starts, lengths = ks * C, np.full(ks.shape, C)
+            else:
+                starts, lengths = table[0][ks], table[1][ks]
+            peaks = np.broadcast_to(self._peaks(ks), ks.shape)
+            out: Any = 0.0
+            for b, n, p in zip(starts.tolist(), lengths.tolist(), peaks.tolist(), strict=True):
+                out = _fill(
+                    out, steps, b, b + n, lambda s, b=b, n=n, p=p: _cosine_decay(s - b, n, p, final)
+                )
+            return _array(out, t)
+        if table is None:
+            k = t // C
+            begin, length = k * C, C
+        else:
+            k = np.searchsorted(table[0], t, side="right") - 1
+            begin, length = table[0][k], table[1][k]
+        return _cosine_decay(t - begin, length, self._peaks(k), final)
 
 
 def sgdr(
@@ -440,28 +550,42 @@ class _WSD(Schedule):
     final_lr: float = 0.0
     _name = "wsd"
 
+    def _decay(self, t: np.ndarray) -> np.ndarray:
+        """The cooldown for ``T - D <= t < T``: ``final + (peak - final) f(p)`` or geometric."""
+        peak, final, D = self.peak_lr, self.final_lr, self.decay_steps
+        p = np.subtract(t, self.total_steps - D, dtype=np.float64)
+        p /= D
+        if self.shape == "exp":
+            x = np.power(final / peak, p, out=p)
+            x *= peak
+        else:
+            if self.shape == "linear":
+                x = np.subtract(1.0, p, out=p)
+            elif self.shape == "cosine":
+                x = np.multiply(np.pi, p, out=p)
+                np.cos(x, out=x)
+                x += 1.0
+                x /= 2.0
+            elif self.shape == "1-sqrt":
+                x = np.sqrt(p, out=p)
+                np.subtract(1.0, x, out=x)
+            else:  # "1-square"
+                x = np.multiply(p, p, out=p)
+                np.subtract(1.0, x, out=x)
+            x *= peak - final
+            x += final
+        return np.clip(x, final, peak, out=x)
+
     def _evaluate(self, t):
         peak, final = self.peak_lr, self.final_lr
         T, W, D = self.total_steps, self.warmup_steps, self.decay_steps
-        out = np.full(t.shape, peak, dtype=np.float64)
-        if D > 0:
-            p = np.clip((t - (T - D)) / D, 0.0, 1.0)
-            if self.shape == "exp":
-                decayed = peak * np.power(final / peak, p)
-            else:
-                if self.shape == "linear":
-                    f = 1.0 - p
-                elif self.shape == "cosine":
-                    f = (1.0 + np.cos(np.pi * p)) / 2.0
-                elif self.shape == "1-sqrt":
-                    f = 1.0 - np.sqrt(p)
-                else:  # "1-square"
-                    f = 1.0 - p * p
-                decayed = final + (peak - final) * f
-            out = np.where(t >= T - D, decayed, out)
+        steps, out = _Steps(t), peak
         if W > 0:
-            out = np.where(t < W, _warmup(t, peak, W), out)
-        return np.clip(np.where(t >= T, final, out), final, peak)
+            out = _fill(out, steps, 0, W, lambda s: _warmup(s, peak, W))
+        if D > 0:
+            out = _fill(out, steps, T - D, T, self._decay)
+        out = _fill(out, steps, T, None, lambda s: np.full(s.shape, final))
+        return _array(out, t)
 
 
 def wsd(
@@ -538,15 +662,11 @@ class _Join(Schedule):
     _name = "join"
 
     def _evaluate(self, t):
-        flat = t.ravel()
-        idx = np.searchsorted(np.asarray(self.boundaries, dtype=np.int64), flat, side="right")
-        out = np.empty(flat.shape, dtype=np.float64)
-        starts = (0, *self.boundaries)
-        for i, (s, start) in enumerate(zip(self.schedules, starts, strict=True)):
-            mask = idx == i
-            if mask.any():
-                out[mask] = s._evaluate(flat[mask] - start)
-        return out.reshape(t.shape)
+        steps, out = _Steps(t), 0.0
+        starts, ends = (0, *self.boundaries), (*self.boundaries, None)
+        for s, lo, hi in zip(self.schedules, starts, ends, strict=True):
+            out = _fill(out, steps, lo, hi, lambda x, s=s, lo=lo: s._evaluate(x - lo))
+        return _array(out, t)
 
     def __repr__(self) -> str:
         return f"join({_fmt(self.schedules)}, boundaries={_fmt(self.boundaries)})"

@@ -106,7 +106,13 @@ def test_linear_warmup_matches_formula(peak, W, init):
 
 @pytest.mark.parametrize(
     ("peak", "T", "final", "W"),
-    [(0.1, 100, 0.0, 0), (1.0, 1, 0.0, 0), (0.3, 37, 0.01, 5), (2.0, 10, 0.5, 10), (1.0, 500, 0.0, 50)],
+    [
+        (0.1, 100, 0.0, 0),
+        (1.0, 1, 0.0, 0),
+        (0.3, 37, 0.01, 5),
+        (2.0, 10, 0.5, 10),
+        (1.0, 500, 0.0, 50),
+    ],
 )
 def test_cosine_matches_formula(peak, T, final, W):
     s = cosine(peak, T, final_lr=final, warmup_steps=W)
@@ -151,7 +157,9 @@ def test_sgdr_far_steps_use_exact_cycle_index():
 
 
 @pytest.mark.parametrize("shape", S.WSD_SHAPES)
-@pytest.mark.parametrize(("T", "W", "D", "final"), [(100, 10, 20, 0.01), (50, 0, 50, 0.2), (30, 5, 1, 0.1)])
+@pytest.mark.parametrize(
+    ("T", "W", "D", "final"), [(100, 10, 20, 0.01), (50, 0, 50, 0.2), (30, 5, 1, 0.1)]
+)
 def test_wsd_matches_formula(shape, T, W, D, final):
     peak = 0.5
     s = wsd(peak, T, W, D, shape=shape, final_lr=final)
@@ -199,7 +207,9 @@ def torch_lrs(make, n, lr=1.0):
 def test_cosine_vs_torch_cosine_annealing(T, eta_min):
     peak = 0.1
     ours = run(cosine(peak, T, final_lr=eta_min), T + 1)
-    chained = torch_lrs(lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T, eta_min), T + 1, peak)
+    chained = torch_lrs(
+        lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T, eta_min), T + 1, peak
+    )
     np.testing.assert_allclose(ours, chained, rtol=1e-9, atol=1e-14)
     # torch's closed form, evaluated directly
     p = torch.nn.Parameter(torch.zeros(1))
@@ -250,7 +260,8 @@ def test_sgdr_vs_torch_warm_restarts(C, m, eta_min):
 def cases(draw):
     """A random schedule with what the properties need to know about it.
 
-    Returns (s, horizon, lo, hi, up, down, jump, keys): values lie in [lo, hi]; the
+    Returns (s, horizon, lo, hi, up, down, jump, keys): values lie in [0, hi], and in
+    [lo, hi] after the warmup (a warmup may start below ``final_lr``); the
     schedule is non-decreasing on each (a, b) of ``up`` and non-increasing on each of
     ``down`` (steps a..b-1); |s(t+1) - s(t)| <= jump(t) where finite; ``keys`` are
     steps worth checking (phase edges).
@@ -263,17 +274,29 @@ def cases(draw):
         W = draw(st.integers(1, 500))
         init = draw(st.floats(0.0, 1.0)) * peak
         s = linear_warmup(peak, W, init_lr=init)
-        return s, 2 * W + 5, init, peak, [(0, 2 * W + 5)], [], lambda t: (peak - init) / W, [W - 1]
+        up, down = [(0, W + 1)], [(W - 1, 2 * W + 5)]  # rises, then stays at the peak
+        return s, 2 * W + 5, init, peak, up, down, lambda t: (peak - init) / W, [W - 1]
     if kind == "cosine":
         T = draw(st.integers(1, 2000))
         W = draw(st.integers(0, T))
         s = cosine(peak, T, final_lr=final, warmup_steps=W)
-        slope = max(peak / W if W else 0.0, (peak - final) * math.pi / (2 * (T - W)) if T > W else 0)
+        slope = max(
+            peak / W if W else 0.0, (peak - final) * math.pi / (2 * (T - W)) if T > W else 0
+        )
 
         def jump(t):
             return inf if (W == T and t == T - 1) else slope
 
-        return s, T + 10, final, peak, [(0, W + 1)], [(max(W - 1, 0), T + 10)], jump, [W, T - 1, T]
+        return (
+            s,
+            T + 10,
+            final,
+            peak,
+            [(0, min(W + 1, T))],
+            [(max(W - 1, 0), T + 10)],
+            jump,
+            [W, T - 1, T],
+        )
     if kind == "piecewise":
         n = draw(st.integers(0, 6))
         b = sorted(draw(st.sets(st.integers(1, 300), min_size=n, max_size=n)))
@@ -318,15 +341,17 @@ def cases(draw):
         return inf if (D == 0 and t == T - 1) else slope
 
     keys = [W - 1, W, T - D - 1, T - D, T - 1, T]
-    return s, T + 10, final, peak, [(0, W + 1)], [(max(W - 1, 0), T + 10)], jump, keys
+    return s, T + 10, final, peak, [(0, min(W + 1, T))], [(max(W - 1, 0), T + 10)], jump, keys
 
 
 @PROP
 @given(cases())
 def test_values_stay_between_final_and_peak(case):
-    s, horizon, lo, hi, *_ = case
+    s, horizon, lo, hi, up, *_ = case
     lrs = run(s, horizon)
-    assert np.all(lrs >= lo) and np.all(lrs <= hi)
+    warm = up[0][1] - 1 if up else 0  # first step after the warmup
+    assert np.all(lrs >= 0) and np.all(lrs <= hi)
+    assert np.all(lrs[warm:] >= lo)
     assert np.all(np.isfinite(lrs))
 
 
@@ -379,6 +404,27 @@ def test_whole_run_vectorised_equals_scalar(s):
 
 
 @pytest.mark.parametrize("s", ALL, ids=repr)
+def test_long_arrays_are_evaluated_in_chunks_exactly(s):
+    n = 150_000  # more than two chunks
+    big = s(np.arange(n))
+    edges = [0, 1, 65535, 65536, 65537, 131071, 131072, n - 1]
+    picks = sorted(set(edges) | set(np.random.default_rng(1).integers(0, n, 200).tolist()))
+    assert np.array_equal(big[picks], np.array([s(t) for t in picks]))
+    reversed_ = s(np.arange(n)[::-1].copy())  # unsorted chunks take the mask path
+    assert np.array_equal(reversed_[::-1], big)
+
+
+@pytest.mark.parametrize("s", ALL, ids=repr)
+def test_unsorted_and_repeated_steps(s):
+    # sorted input takes slices, unsorted input takes masks: same values, bit for bit
+    rng = np.random.default_rng(0)
+    t = np.concatenate([np.arange(1100), rng.integers(0, 5000, 300), [10**9, 0, 0]])
+    order = rng.permutation(t.size)
+    assert np.array_equal(s(t[order]), s(np.sort(t))[np.argsort(np.argsort(t[order]))])
+    assert np.array_equal(s(t[order]), np.array([s(int(x)) for x in t[order]]))
+
+
+@pytest.mark.parametrize("s", ALL, ids=repr)
 def test_inputs_and_outputs(s):
     assert type(s(np.int64(5))) is float and type(s(5)) is float
     grid = np.arange(12, dtype=np.int32).reshape(3, 4)
@@ -395,8 +441,15 @@ def test_inputs_and_outputs(s):
 @pytest.mark.parametrize("s", ALL, ids=repr)
 def test_repr_is_readable_and_round_trips(s):
     text = repr(s)
-    assert text.split("(")[0] in {"constant", "linear_warmup", "cosine", "piecewise_constant",
-                                  "sgdr", "wsd", "join"}
+    assert text.split("(")[0] in {
+        "constant",
+        "linear_warmup",
+        "cosine",
+        "piecewise_constant",
+        "sgdr",
+        "wsd",
+        "join",
+    }
     assert "object at" not in text
     assert eval(text, vars(S)) == s  # noqa: S307 - a repr of our own
     with pytest.raises(AttributeError):

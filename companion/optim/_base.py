@@ -43,8 +43,12 @@ def check_lr(lr: float | Tensor, *, check_value: bool = True) -> None:
     """
     if isinstance(lr, Tensor):
         if lr.numel() != 1:
-            raise ValueError(f"lr must be a number or a 1-element tensor, got shape {tuple(lr.shape)}")
-        if lr.is_complex() or not (lr.is_floating_point() or lr.dtype in (torch.int32, torch.int64)):
+            raise ValueError(
+                f"lr must be a number or a 1-element tensor, got shape {tuple(lr.shape)}"
+            )
+        if lr.is_complex() or not (
+            lr.is_floating_point() or lr.dtype in (torch.int32, torch.int64)
+        ):
             raise ValueError(f"lr must be a real tensor, got dtype {lr.dtype}")
         if not check_value:
             return
@@ -115,14 +119,17 @@ def step_value(step: Tensor) -> float:
 class CompanionOptimizer(Optimizer):
     """Base class: a ``torch.optim.Optimizer`` whose ``step`` validates, then updates.
 
-    Subclasses set :attr:`family` (used in messages) and implement
+    Subclasses implement
 
     * ``_check_group(group)`` -- raise ``ValueError`` on a bad hyperparameter;
     * ``_step_group(group, grad_scale, found_inf)`` -- update one group's parameters;
     * optionally ``_prepare_group(group)`` -- fill group keys when a group is added or loaded.
     """
 
-    family: str = "optimizer"
+    @property
+    def family(self) -> str:
+        """The class name, as error messages show it."""
+        return type(self).__name__
 
     def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
         check_flags(defaults.get("foreach"), defaults.get("fused"))
@@ -199,7 +206,7 @@ class CompanionOptimizer(Optimizer):
         _, foreach = _default_to_fused_or_foreach(params, False, use_fused=False)
         return foreach
 
-    def _check_before_step(self, grad_scale: Tensor | None) -> None:
+    def _check_before_step(self, amp: bool) -> None:
         """Everything that can make a step fail is checked here, before any tensor changes."""
         for gi, group in enumerate(self.param_groups):
             self._check_group(group, at_step=True)
@@ -208,7 +215,7 @@ class CompanionOptimizer(Optimizer):
                 reason = self._fused_supported(group)
                 if reason is not None:
                     raise ValueError(f"fused=True is not available for {self.family}: {reason}")
-            elif grad_scale is not None:
+            elif amp:
                 raise RuntimeError(
                     f"{self.family}: a GradScaler found the optimizer fused, but param group "
                     f"{gi} is not; use fused=True for every group or for none"
@@ -223,9 +230,7 @@ class CompanionOptimizer(Optimizer):
                         f"(param group {gi}, parameter {pi}); use dense gradients "
                         "(e.g. nn.Embedding(sparse=False)) or torch.optim.SparseAdam"
                     )
-                if fused and not (
-                    p.is_floating_point() and p.device.type in _FUSED_DEVICES
-                ):
+                if fused and not (p.is_floating_point() and p.device.type in _FUSED_DEVICES):
                     raise ValueError(
                         f"fused=True needs real floating-point parameters on one of "
                         f"{_FUSED_DEVICES}; param group {gi}, parameter {pi} is "
@@ -251,7 +256,7 @@ class CompanionOptimizer(Optimizer):
                 loss = closure()
         grad_scale = getattr(self, "grad_scale", None)
         found_inf = getattr(self, "found_inf", None)
-        self._check_before_step(grad_scale)
+        self._check_before_step(grad_scale is not None or found_inf is not None)
         for group in self.param_groups:
             self._step_group(group, grad_scale, found_inf)
         return loss

@@ -241,7 +241,9 @@ class _AdamFamily(CompanionOptimizer):
     """What Adam, AdamW and AMSGrad share: state, checks, path choice. Not public."""
 
     def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
-        defaults["betas"] = tuple(as_float(f"betas[{i}]", b) for i, b in enumerate(defaults["betas"]))
+        defaults["betas"] = tuple(
+            as_float(f"betas[{i}]", b) for i, b in enumerate(defaults["betas"])
+        )
         super().__init__(params, defaults)
 
     def _kernel_options(self, group: dict[str, Any]) -> dict[str, Any]:
@@ -541,7 +543,7 @@ class AdamW(_AdamFamily):
         check_choice("amsgrad", group["amsgrad"], (False, True))
         check_choice("decay", group["decay"], ("torch", "paper"))
         if group["decay"] == "paper":
-            alpha = group.get("initial_lr", group.get("decay_base_lr", group["lr"]))
+            alpha = self._alpha(group)
             if not isinstance(alpha, Tensor) and not alpha > 0:
                 raise ValueError(
                     "decay='paper' needs a base learning rate alpha > 0 (the group's "
@@ -551,11 +553,19 @@ class AdamW(_AdamFamily):
     def _kernel_options(self, group: dict[str, Any]) -> dict[str, Any]:
         wd = group["weight_decay"]
         if group["decay"] == "paper" and wd != 0:
-            wd = wd / group.get("initial_lr", group.get("decay_base_lr", group["lr"]))  # λ/α
+            wd = wd / self._alpha(group)  # decay η_t λ θ = lr (λ/α) θ
         return dict(
-            weight_decay=wd, decoupled=True, amsgrad="raw" if group["amsgrad"] else None,
-            bias_correction=True, lr_decay="none",
-        )  # fmt: skip
+            weight_decay=wd,
+            decoupled=True,
+            amsgrad="raw" if group["amsgrad"] else None,
+            bias_correction=True,
+            lr_decay="none",
+        )
+
+    @staticmethod
+    def _alpha(group: dict[str, Any]) -> float | Tensor:
+        """α of decay="paper": the scheduler's initial_lr, else the lr at the group's creation."""
+        return group.get("initial_lr", group.get("decay_base_lr", group["lr"]))
 
 
 def _fill_doc(cls: type) -> type:

@@ -1,0 +1,590 @@
+"""Tests of companion.river.River against an independent float64 reference written here."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from companion.river import River, _batch_moments, _variance_from_moments
+
+INITS = ("first", "zero", "zero-debiased")
+
+
+# --------------------------------------------------------------------------- reference
+def reference(batches, beta_v=0.99, beta_r=0.999, eps=1e-8, eps_mode="relative",
+              clip=(0.1, 10.0), init="first", use_current_batch=False):  # fmt: skip
+    """The four steps of section 6.5 in plain Python floats, as River documents them.
+
+    Returns the multiplier after each batch and the final (v, target) as River reports them.
+    """
+    lo, hi = clip
+    neutral = min(max(1.0, lo), hi)
+    v = r = 0.0
+    t = 0
+    m_cur = neutral  # multiplier of the current state
+    out = []
+    vh = rh = 0.0
+    for batch in batches:
+        x = np.asarray(batch, dtype=np.float64)
+        m_prev = m_cur
+        if x.size >= 2 and np.all(np.isfinite(x)):
+            var = float(np.mean((x - x.mean()) ** 2))  # population variance, two-pass
+            t += 1
+            if init == "first":
+                v = var if t == 1 else beta_v * v + (1 - beta_v) * var
+                r = v if t == 1 else beta_r * r + (1 - beta_r) * v
+                vh, rh = v, r
+            elif init == "zero":
+                v = beta_v * v + (1 - beta_v) * var
+                r = beta_r * r + (1 - beta_r) * v
+                vh, rh = v, r
+            else:
+                v = beta_v * v + (1 - beta_v) * var
+                vh = v / (1 - beta_v**t)
+                r = beta_r * r + (1 - beta_r) * vh
+                rh = r / (1 - beta_r**t)
+            e = eps * rh if eps_mode == "relative" else eps
+            m_cur = neutral if rh == 0 else min(max(rh / (vh + e), lo), hi)
+        out.append(m_cur if use_current_batch else m_prev)
+    return out, (vh, rh)
+
+
+def batch_with_variance(var, n=16, mean=2.3, dtype=torch.float64):
+    """A batch whose population variance is exactly ``var`` (up to rounding)."""
+    z = torch.linspace(-1.0, 1.0, n, dtype=torch.float64)
+    z = (z - z.mean()) / z.std(correction=0)
+    return (mean + math.sqrt(var) * z).to(dtype)
+
+
+def run(river, batches):
+    return [float(river.observe(b)) for b in batches]
+
+
+def random_batches(count, n=32, seed=0, dtype=torch.float64, scale=1.0):
+    gen = torch.Generator().manual_seed(seed)
+    return [
+        (scale * torch.randn(n, generator=gen, dtype=torch.float64)).exp().to(dtype)
+        for _ in range(count)
+    ]
+
+
+# --------------------------------------------------------------------------- exactness
+@pytest.mark.parametrize("init", INITS)
+@pytest.mark.parametrize("use_current_batch", [False, True])
+@pytest.mark.parametrize("eps_mode", ["relative", "absolute"])
+def test_matches_reference_float64(init, use_current_batch, eps_mode):
+    kw = dict(beta_v=0.9, beta_r=0.97, eps=1e-3, eps_mode=eps_mode, clip=(0.05, 20.0))
+    kw.update(init=init, use_current_batch=use_current_batch)
+    batches = random_batches(120, seed=1)
+    river = River(**kw)
+    got = run(river, batches)
+    want, (vh, rh) = reference(batches, **kw)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert river.multiplier.dtype == torch.float64
+    assert float(river.variance) == pytest.approx(vh, rel=1e-12)
+    assert float(river.target) == pytest.approx(rh, rel=1e-12)
+    assert int(river.num_accepted) == 120 and int(river.num_skipped) == 0
+
+
+@pytest.mark.parametrize("init", INITS)
+def test_first_values_of_each_init(init):
+    """m after the first three batches, against the hand-written recursion (float32 state)."""
+    batches = [batch_with_variance(v, dtype=torch.float32) for v in (0.5, 2.0, 1.0)]
+    got = run(River(init=init, use_current_batch=True), batches)
+    want, _ = reference(batches, init=init, use_current_batch=True)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    # The documented first values: m_1 = 1 for "first" and "zero-debiased",
+    # m_1 = clip((1 - beta_r)(1 - beta_v)Var / ((1 - beta_v)Var)) = clip(0.001) = 0.1 for "zero".
+    assert got[0] == pytest.approx({"first": 1.0, "zero": 0.1, "zero-debiased": 1.0}[init])
+
+
+def test_first_values_explicit():
+    """Two batches, every number worked out by hand (beta_v = 0.9, beta_r = 0.99)."""
+    river = River(beta_v=0.9, beta_r=0.99, use_current_batch=True, dtype=torch.float64)
+    river.observe(torch.tensor([0.0, 2.0]))  # Var = 1 -> v = 1, target = 1
+    assert float(river.multiplier) == pytest.approx(1 / (1 + 1e-8), rel=1e-15)
+    river.observe(torch.tensor([0.0, 4.0]))  # Var = 4 -> v = 1.3, target = 0.99 + 0.013
+    assert float(river.variance) == pytest.approx(1.3, rel=1e-15)
+    assert float(river.target) == pytest.approx(1.003, rel=1e-15)
+    assert float(river.multiplier) == pytest.approx(1.003 / (1.3 + 1.003e-8), rel=1e-14)
+
+
+# --------------------------------------------------------------------------- behaviour
+@pytest.mark.parametrize("init", INITS)
+def test_constant_variance_gives_one_at_any_level(init):
+    """ERRATA 20: the multiplier follows the trend, not the level: 100 and 0.01 give m -> 1."""
+    gen = torch.Generator().manual_seed(3)
+    noise = [torch.randn(64, generator=gen, dtype=torch.float64) for _ in range(6000)]
+    runs = {}
+    for level in (100.0, 0.01):
+        river = River(init=init, dtype=torch.float64)
+        runs[level] = np.array([float(river.observe(5.0 + math.sqrt(level) * z)) for z in noise])
+    for level, ms in runs.items():
+        tail = ms[-1000:]
+        assert abs(tail.mean() - 1.0) < 0.02, (level, tail.mean())
+        assert np.all(np.abs(tail - 1.0) < 0.1), level
+    # eps_mode="relative" makes m scale-free: both levels give the same sequence.
+    np.testing.assert_allclose(runs[100.0], runs[0.01], rtol=1e-9)
+
+
+def test_constant_variance_exact_one_with_first_and_debiased_init():
+    batches = [batch_with_variance(0.25)] * 50
+    for init in ("first", "zero-debiased"):
+        got = run(River(init=init, use_current_batch=True), batches)
+        np.testing.assert_allclose(got, 1.0, rtol=1e-6)
+
+
+def test_zero_init_is_a_data_independent_warmup():
+    """ERRATA 21: zero init without correction ramps m up with time constant 1/(1 - beta_r)."""
+    batches = [batch_with_variance(4.0)] * 3000
+    ms = np.array(run(River(init="zero", use_current_batch=True), batches))
+    assert ms[0] == pytest.approx(0.1)  # clipped from about 1 - beta_r
+    assert np.all(np.diff(ms) >= -1e-6)  # nondecreasing
+    assert 0.9 < ms[-1] < 1.0  # about 1 - exp(-3) after 3 time constants
+
+
+@pytest.mark.parametrize("init", INITS)
+def test_rising_variance_gives_m_below_one(init):
+    batches = [batch_with_variance(0.01 * 1.01**t) for t in range(400)]
+    ms = np.array(run(River(init=init, use_current_batch=True), batches))
+    assert np.all(ms[1:] < 1.0)
+    assert ms[-1] < 0.9  # a sustained rise keeps m well below 1
+
+
+@pytest.mark.parametrize("init", ["first", "zero-debiased"])
+def test_falling_variance_gives_m_above_one(init):
+    batches = [batch_with_variance(100.0 * 0.99**t) for t in range(400)]
+    ms = np.array(run(River(init=init, use_current_batch=True), batches))
+    assert np.all(ms[1:] > 1.0)
+    assert ms[-1] > 1.1
+
+
+def test_clip_is_respected_and_reached():
+    levels = [1.0] * 50 + [1e6] * 50 + [1e-6] * 200
+    batches = [batch_with_variance(v) for v in levels]
+    river = River(beta_v=0.5, beta_r=0.9, clip=(0.5, 2.0), use_current_batch=True)
+    ms = np.array(run(river, batches))
+    lo, hi = np.float32(0.5), np.float32(2.0)
+    assert np.all((ms >= lo) & (ms <= hi))
+    assert ms.min() == lo and ms.max() == hi
+    want, _ = reference(batches, beta_v=0.5, beta_r=0.9, clip=(0.5, 2.0), use_current_batch=True)
+    np.testing.assert_allclose(ms, want, rtol=1e-5)
+
+
+def test_interpolation_drives_m_to_its_maximum():
+    """ERRATA 22: when the losses stop spreading, v -> 0 and m sits at m_max."""
+    batches = [batch_with_variance(1.0)] * 20 + [torch.full((16,), 0.5, dtype=torch.float64)] * 2000
+    ms = run(River(use_current_batch=True), batches)
+    assert ms[-1] == pytest.approx(10.0)
+
+
+# --------------------------------------------------------------------------- degenerate
+def state_tensors(river):
+    sd = river.state_dict()["state"]
+    return {k: v for k, v in sd.items() if isinstance(v, torch.Tensor) and k != "multiplier"}
+
+
+@pytest.mark.parametrize("use_current_batch", [False, True])
+def test_batch_of_size_one_is_skipped(use_current_batch):
+    batches = random_batches(5)
+    river = River(use_current_batch=use_current_batch)
+    run(river, batches)
+    before = state_tensors(river)
+    m = river.observe(torch.tensor([3.0], dtype=torch.float64))
+    assert torch.isfinite(m)
+    after = state_tensors(river)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert int(river.num_skipped) == 1 and int(river.num_accepted) == 5
+    # The multiplier is that of the unchanged state.
+    want, _ = reference(batches, use_current_batch=True)
+    assert float(m) == pytest.approx(want[-1], rel=1e-12)
+
+
+def test_only_size_one_batches_give_the_neutral_multiplier():
+    river = River(clip=(0.1, 10.0))
+    for x in (1.0, 5.0, -2.0):
+        assert float(river.observe(torch.tensor([x]))) == 1.0
+    assert river.multiplier.dtype == torch.float32
+    river = River(clip=(2.0, 3.0))  # 1 clipped into the range
+    assert float(river.multiplier) == 2.0
+    assert float(river.observe(torch.tensor([1.0]))) == 2.0
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("use_current_batch", [False, True])
+@pytest.mark.parametrize("init", INITS)
+def test_non_finite_batch_is_skipped(bad, use_current_batch, init):
+    batches = random_batches(6, seed=4)
+    poisoned = batches[:3] + [torch.tensor([1.0, bad, 2.0], dtype=torch.float64)] + batches[3:]
+    clean, dirty = (
+        River(init=init, use_current_batch=use_current_batch),
+        River(init=init, use_current_batch=use_current_batch),
+    )
+    m_clean = run(clean, batches)
+    m_dirty = run(dirty, poisoned)
+    assert all(math.isfinite(m) for m in m_dirty)
+    # Skipping the bad batch leaves the same state and the same final multiplier.
+    a, b = state_tensors(clean), state_tensors(dirty)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert m_dirty[-1] == m_clean[-1]
+    assert int(dirty.num_skipped) == 1
+    # The multiplier after the bad batch is that of the state before it.
+    want, _ = reference(batches[:3], init=init, use_current_batch=True)
+    assert m_dirty[3] == pytest.approx(want[-1], rel=1e-12)
+
+
+def test_non_finite_first_batch_then_normal():
+    river = River(use_current_batch=True)
+    assert float(river.observe(torch.tensor([math.nan, 1.0], dtype=torch.float64))) == 1.0
+    batches = random_batches(4, seed=5)
+    got = run(river, batches)
+    want, _ = reference(batches, use_current_batch=True)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_float32_variance_overflow_is_skipped():
+    river = River(use_current_batch=True)  # float32 state
+    run(river, [batch_with_variance(1.0, dtype=torch.float32)] * 3)
+    before = state_tensors(river)
+    m = river.observe(torch.tensor([0.0, 1e30]))  # Var = 2.5e59: not a float32
+    assert torch.isfinite(m)
+    after = state_tensors(river)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_nearly_equal_losses_keep_their_variance():
+    """float64 accumulation: an untrained classifier's losses, all about log 10."""
+    base = math.log(10.0)
+    x = base + 1e-6 * torch.linspace(-1, 1, 64, dtype=torch.float64)
+    river = River(use_current_batch=True, dtype=torch.float64)
+    river.observe(x.to(torch.float32))
+    want = float(np.var(x.to(torch.float32).double().numpy()))
+    assert float(river.variance) == pytest.approx(want, rel=1e-6)
+
+
+def test_batch_moments_of_parts_add_up():
+    """The statistics are sums, ready for an all-reduce: parts with one shift give the whole."""
+    x = 50.0 + torch.randn(40, generator=torch.Generator().manual_seed(11), dtype=torch.float64)
+    shift = x[7]
+    parts = [_batch_moments(x[:13], shift), _batch_moments(x[13:], shift)]
+    count = torch.tensor(float(sum(p[0] for p in parts)), dtype=torch.float64)  # as reduced
+    total = parts[0][1] + parts[1][1]
+    total_sq = parts[0][2] + parts[1][2]
+    want = float(np.var(x.numpy()))
+    assert float(_variance_from_moments(count, total, total_sq)) == pytest.approx(want, rel=1e-12)
+    assert float(_variance_from_moments(*_batch_moments(x))) == pytest.approx(want, rel=1e-12)
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e3, 1e8])
+def test_variance_is_accurate_far_from_zero(offset):
+    """Shifted float64 sums: tiny spread on a large offset keeps its relative accuracy."""
+    x = offset + 1e-4 * torch.linspace(-1, 1, 64, dtype=torch.float64) ** 3
+    river = River(use_current_batch=True, dtype=torch.float64)
+    river.observe(x)
+    want = float(np.var(x.numpy()))
+    assert float(river.variance) == pytest.approx(want, rel=1e-9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        # Multiples of 1e-3 up to 1e6: spreads from 1e-3 to 1e6, and no subnormal variance.
+        st.lists(st.integers(-(10**9), 10**9).map(lambda k: k * 1e-3), min_size=1, max_size=12),
+        min_size=1,
+        max_size=12,
+    ),
+    st.sampled_from(INITS),
+)
+def test_property_finite_inside_clip_and_equal_to_reference(batches, init):
+    tensors = [torch.tensor(b, dtype=torch.float64) for b in batches]
+    river = River(init=init, beta_v=0.8, beta_r=0.95, clip=(0.25, 4.0), use_current_batch=True)
+    got = run(river, tensors)
+    assert all(0.25 <= m <= 4.0 for m in got)
+    want, _ = reference(tensors, init=init, beta_v=0.8, beta_r=0.95, clip=(0.25, 4.0),
+                        use_current_batch=True)  # fmt: skip
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- past vs current
+@pytest.mark.parametrize("init", INITS)
+def test_past_mode_lags_current_mode_by_one_batch(init):
+    batches = random_batches(30, seed=6)
+    past = run(River(init=init), batches)
+    current = run(River(init=init, use_current_batch=True), batches)
+    assert past[0] == 1.0
+    assert past[1:] == current[:-1]
+
+
+@pytest.mark.parametrize("use_current_batch", [False, True])
+def test_past_mode_multiplier_ignores_the_batch_just_observed(use_current_batch):
+    history = random_batches(10, seed=7)
+    a, b = River(use_current_batch=use_current_batch), River(use_current_batch=use_current_batch)
+    run(a, history)
+    run(b, history)
+    m_a = float(a.observe(batch_with_variance(0.01)))
+    m_b = float(b.observe(batch_with_variance(100.0)))
+    assert (m_a == m_b) is (not use_current_batch)
+
+
+# --------------------------------------------------------------------------- resume
+@pytest.mark.parametrize("init", INITS)
+@pytest.mark.parametrize("use_current_batch", [False, True])
+def test_resume_through_torch_save_is_bit_exact(tmp_path, init, use_current_batch):
+    kw = dict(init=init, use_current_batch=use_current_batch, beta_v=0.9, beta_r=0.99)
+    batches = random_batches(60, seed=8, dtype=torch.float32)
+    batches[20] = torch.tensor([1.0, math.nan])  # a skipped batch in the history
+    batches[25] = torch.tensor([1.0])
+    whole = River(**kw)
+    m_whole = [whole.observe(b) for b in batches]
+
+    first = River(**kw)
+    for b in batches[:30]:
+        first.observe(b)
+    torch.save(first.state_dict(), tmp_path / "river.pt")
+    resumed = River()  # other hyperparameters: the state dict carries them
+    resumed.load_state_dict(torch.load(tmp_path / "river.pt"))
+    assert resumed.init == init and resumed.beta_v == 0.9
+    assert torch.equal(resumed.multiplier, m_whole[29])
+    m_resumed = [resumed.observe(b) for b in batches[30:]]
+    for x, y in zip(m_whole[30:], m_resumed, strict=True):
+        assert torch.equal(x, y)
+    assert int(resumed.num_skipped) == 2
+    a, b = whole.state_dict(), resumed.state_dict()
+    assert all(torch.equal(a["state"][k], b["state"][k]) for k in ("v", "r", "step"))
+
+
+def test_state_dict_before_any_observation_round_trips():
+    river = River(beta_v=0.5, dtype=torch.float64)
+    other = River()
+    other.load_state_dict(river.state_dict())
+    assert other.beta_v == 0.5 and other.dtype == torch.float64
+    assert float(other.multiplier) == 1.0
+    other.observe(torch.tensor([1.0, 2.0]))
+    assert other.multiplier.dtype == torch.float64
+
+
+def test_state_dict_is_a_snapshot():
+    river = River()
+    river.observe(torch.tensor([1.0, 2.0]))
+    sd = river.state_dict()
+    v = sd["state"]["v"].clone()
+    river.observe(torch.tensor([1.0, 9.0]))
+    assert torch.equal(sd["state"]["v"], v)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "word"),
+    [
+        (lambda sd: sd.pop("beta_r"), "missing"),
+        (lambda sd: sd.update(beta_v=1.0), "beta_v"),
+        (lambda sd: sd.update(clip=(2.0, 1.0)), "clip"),
+        (lambda sd: sd["state"].update(v=torch.tensor(-1.0)), "'v'"),
+        (lambda sd: sd["state"].update(r=torch.tensor(math.nan)), "'r'"),
+        (lambda sd: sd["state"].update(multiplier=torch.tensor(50.0)), "multiplier"),
+        (lambda sd: sd["state"].update(step=torch.tensor(99)), "step"),
+        (lambda sd: sd["state"].update(step=torch.tensor(1.0)), "step"),
+        (lambda sd: sd["state"].update(v=torch.zeros(2)), "'v'"),
+        (lambda sd: sd["state"].update(r=torch.tensor(1.0, dtype=torch.float64)), "dtype"),
+        (lambda sd: sd["state"].pop("observed"), "observed"),
+        (lambda sd: sd.update(state="nonsense"), "state"),
+    ],
+)
+def test_load_state_dict_validates_before_mutating(mutate, word):
+    source = River()
+    run(source, random_batches(3, dtype=torch.float32))
+    sd = source.state_dict()
+    mutate(sd)
+    target = River(beta_v=0.7)
+    run(target, random_batches(2, seed=9, dtype=torch.float32))
+    before = target.state_dict()
+    with pytest.raises(ValueError, match=word):
+        target.load_state_dict(sd)
+    after = target.state_dict()
+    assert after["beta_v"] == 0.7
+    assert all(torch.equal(before["state"][k], after["state"][k]) for k in ("v", "r", "step"))
+    assert torch.equal(before["state"]["multiplier"], target.multiplier)
+
+
+# --------------------------------------------------------------------------- devices, dtypes
+def test_multiplier_lives_on_the_losses_device(device):
+    river = River()
+    assert river.multiplier.device == torch.device("cpu")
+    assert river.multiplier.ndim == 0 and float(river.multiplier) == 1.0
+    losses = torch.rand(32, device=device)
+    m = river.observe(losses)
+    assert m.device.type == device.type and m.ndim == 0
+    assert river.multiplier.device.type == device.type
+    assert river.variance.device.type == device.type
+    want, _ = reference([losses.cpu(), 2 * losses.cpu()], use_current_batch=True)
+    river = River(use_current_batch=True)
+    river.observe(losses)
+    assert float(river.observe(2 * losses)) == pytest.approx(want[-1], rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("loss_dtype", "state_dtype"),
+    [
+        (torch.float16, torch.float32),
+        (torch.bfloat16, torch.float32),
+        (torch.float32, torch.float32),
+        (torch.float64, torch.float64),
+    ],
+)
+def test_state_dtype_is_at_least_float32(loss_dtype, state_dtype):
+    river = River()
+    river.observe(torch.rand(8).to(loss_dtype))
+    assert river.multiplier.dtype == state_dtype
+    forced = River(dtype=torch.float64)
+    forced.observe(torch.rand(8).to(loss_dtype))
+    assert forced.multiplier.dtype == torch.float64
+
+
+def test_losses_that_require_grad_are_detached():
+    w = torch.ones(4, requires_grad=True)
+    river = River()
+    m = river.observe(w * torch.arange(4.0))
+    assert not m.requires_grad
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("init", INITS)
+def test_observe_never_synchronises_cuda(init):
+    losses = [torch.rand(64, device="cuda") for _ in range(5)]
+    losses[2] = torch.tensor([1.0, math.nan], device="cuda")
+    losses[3] = torch.tensor([1.0], device="cuda")
+    river = River(init=init)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for x in losses:
+            river.observe(x)
+            _ = river.multiplier * 0.1  # what a scheduler does with it
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert river.multiplier.is_cuda
+
+
+# --------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"beta_v": 0.0}, "beta_v"),
+        ({"beta_v": 1.0}, "beta_v"),
+        ({"beta_v": 1.5}, "beta_v"),
+        ({"beta_v": math.nan}, "beta_v"),
+        ({"beta_v": "0.9"}, "beta_v"),
+        ({"beta_r": -0.1}, "beta_r"),
+        ({"beta_r": 1.0}, "beta_r"),
+        ({"beta_r": True}, "beta_r"),
+        ({"eps": 0.0}, "eps"),
+        ({"eps": -1e-8}, "eps"),
+        ({"eps": math.inf}, "eps"),
+        ({"eps": math.nan}, "eps"),
+        ({"eps_mode": "scaled"}, "eps_mode"),
+        ({"clip": (2.0, 1.0)}, "clip"),
+        ({"clip": (0.0, 1.0)}, "clip"),
+        ({"clip": (-1.0, 1.0)}, "clip"),
+        ({"clip": (0.1, math.inf)}, "clip"),
+        ({"clip": (0.1,)}, "clip"),
+        ({"clip": "ab"}, "clip"),
+        ({"clip": 1.0}, "clip"),
+        ({"init": "ones"}, "init"),
+        ({"use_current_batch": "yes"}, "use_current_batch"),
+        ({"dtype": torch.int64}, "dtype"),
+    ],
+)
+def test_bad_hyperparameters_raise(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        River(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "losses",
+    [
+        torch.ones(4, 2),
+        torch.tensor(1.0),
+        torch.ones(0),
+        torch.arange(4),
+        [1.0, 2.0],
+    ],
+)
+def test_bad_losses_raise_and_leave_the_state_alone(losses):
+    river = River()
+    run(river, random_batches(3, dtype=torch.float32))
+    before = river.state_dict()
+    with pytest.raises(ValueError, match="per_example_losses"):
+        river.observe(losses)
+    after = river.state_dict()
+    for key, value in before["state"].items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(value, after["state"][key]), key
+        else:
+            assert value == after["state"][key], key
+
+
+def test_repr_names_the_hyperparameters():
+    text = repr(River(beta_v=0.9, clip=(0.2, 5.0)))
+    assert text.startswith("River(") and "beta_v=0.9" in text and "clip=(0.2, 5.0)" in text
+
+
+# --------------------------------------------------------------------------- scheduler
+def test_plugs_into_scheduled_lr():
+    """lr after scheduler.step() at step t is s(t) * m, in the DESIGN.md training loop."""
+    lr_scheduler = pytest.importorskip("companion.lr_scheduler")
+
+    def schedule(t):
+        return 0.1 * 0.5 ** (t // 5)
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    river = River(beta_v=0.5, beta_r=0.9, use_current_batch=True)
+    sched = lr_scheduler.ScheduledLR(opt, schedule, multiplier=river)
+    assert float(opt.param_groups[0]["lr"]) == pytest.approx(schedule(0))
+    x, y = torch.randn(40, 3), torch.randn(40, 1)
+    lrs = []
+    for t in range(15):
+        xb, yb = x[t % 4 * 10 : t % 4 * 10 + 10], y[t % 4 * 10 : t % 4 * 10 + 10]
+        losses = torch.nn.functional.mse_loss(model(xb), yb, reduction="none").squeeze(1)
+        losses.mean().backward()
+        opt.step()
+        opt.zero_grad()
+        river.observe(losses.detach())
+        sched.step()
+        lr = float(opt.param_groups[0]["lr"])
+        assert lr == pytest.approx(schedule(t + 1) * float(river.multiplier), rel=1e-6)
+        lrs.append(lr)
+    assert len({round(m, 9) for m in lrs}) > 3  # the multiplier really varies
+
+
+def test_resume_through_scheduled_lr_state_dict(tmp_path):
+    """ScheduledLR carries River's state: a reloaded pair continues with the same lrs."""
+    lr_scheduler = pytest.importorskip("companion.lr_scheduler")
+    batches = random_batches(40, seed=10, dtype=torch.float32)
+
+    def make():
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        river = River(beta_v=0.8, beta_r=0.95, init="zero-debiased")
+        return opt, river, lr_scheduler.ScheduledLR(opt, lambda t: 0.1 / (1 + t), river)
+
+    def steps(opt, river, sched, part):
+        lrs = []
+        for b in part:
+            river.observe(b)
+            sched.step()
+            lrs.append(float(opt.param_groups[0]["lr"]))
+        return lrs
+
+    whole = steps(*make(), batches)
+    opt, river, sched = make()
+    first = steps(opt, river, sched, batches[:25])
+    torch.save(sched.state_dict(), tmp_path / "sched.pt")
+    opt2, river2, sched2 = make()
+    river2.observe(batches[-1])  # some unrelated history, overwritten by the load
+    sched2.load_state_dict(torch.load(tmp_path / "sched.pt", weights_only=True))
+    assert first + steps(opt2, river2, sched2, batches[25:]) == whole
