@@ -83,8 +83,8 @@ def main(argv: list[str] | None = None) -> None:
     x = steps * (np.pi / n)
     floor = best_of(lambda: np.cos(x), args.rounds)
     print(f"\nslowest vectorised: {worst * 1e3:.2f} ms")
-    print(f"for scale: one np.cos over {n:,} float64 takes {floor * 1e3:.2f} ms here (the floor")
-    print("for the cosine-shaped schedules, which evaluate it once per step).")
+    print(f"for scale: a single np.cos over {n:,} float64 takes {floor * 1e3:.2f} ms here; the")
+    print("cosine-shaped schedules evaluate one cosine per step (in cache-sized chunks).")
 
 
 if __name__ == "__main__":
