@@ -302,29 +302,26 @@ class River:
 
     # ------------------------------------------------------------------ configuration
     def _set_config(self, config: Mapping[str, Any]) -> None:
-        self.beta_v: float = config["beta_v"]
-        self.beta_r: float = config["beta_r"]
-        self.eps: float = config["eps"]
-        self.eps_mode: str = config["eps_mode"]
-        self.clip: tuple[float, float] = tuple(config["clip"])  # type: ignore[assignment]
-        self.init: str = config["init"]
-        self.use_current_batch: bool = config["use_current_batch"]
-        self.dtype: torch.dtype | None = config["dtype"]
-        self._neutral = min(max(1.0, self.clip[0]), self.clip[1])
-        self._log_beta_v = math.log(self.beta_v)
-        self._log_beta_r = math.log(self.beta_r)
+        self._cfg = dict(config)
+        lo, hi = self._cfg["clip"]
+        self._neutral = min(max(1.0, lo), hi)
+        self._log_beta_v = math.log(self._cfg["beta_v"])
+        self._log_beta_r = math.log(self._cfg["beta_r"])
 
     def _config(self) -> dict[str, Any]:
-        return {
-            "beta_v": self.beta_v,
-            "beta_r": self.beta_r,
-            "eps": self.eps,
-            "eps_mode": self.eps_mode,
-            "clip": self.clip,
-            "init": self.init,
-            "use_current_batch": self.use_current_batch,
-            "dtype": self.dtype,
-        }
+        return dict(self._cfg)
+
+    # Read-only: a River's hyperparameters change only through load_state_dict.
+    beta_v = property(lambda self: self._cfg["beta_v"], doc="Rate of the fast EMA.")
+    beta_r = property(lambda self: self._cfg["beta_r"], doc="Rate of the target EMA.")
+    eps = property(lambda self: self._cfg["eps"], doc="The epsilon of the denominator.")
+    eps_mode = property(lambda self: self._cfg["eps_mode"], doc='"relative" or "absolute".')
+    clip = property(lambda self: self._cfg["clip"], doc="(m_min, m_max).")
+    init = property(lambda self: self._cfg["init"], doc="Initialisation of both EMAs.")
+    use_current_batch = property(
+        lambda self: self._cfg["use_current_batch"], doc="Whether m includes the last batch."
+    )
+    dtype = property(lambda self: self._cfg["dtype"], doc="State dtype (None: from the losses).")
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._config().items())

@@ -527,6 +527,13 @@ def test_bad_losses_raise_and_leave_the_state_alone(losses):
             assert value == after["state"][key], key
 
 
+def test_hyperparameters_are_read_only():
+    river = River(beta_v=0.9)
+    with pytest.raises(AttributeError):
+        river.beta_v = 0.5
+    assert river.beta_v == 0.9 and river.clip == (0.1, 10.0) and river.init == "first"
+
+
 def test_repr_names_the_hyperparameters():
     text = repr(River(beta_v=0.9, clip=(0.2, 5.0)))
     assert text.startswith("River(") and "beta_v=0.9" in text and "clip=(0.2, 5.0)" in text
