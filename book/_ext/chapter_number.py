@@ -9,6 +9,8 @@ handler runs right after Sphinx's own assignment and prefixes them.
 
 from __future__ import annotations
 
+from docutils import nodes
+
 
 def _prefix(numbers: tuple[int, ...], chapter: int) -> tuple[int, ...]:
     return (chapter, *numbers) if numbers else numbers
@@ -16,9 +18,16 @@ def _prefix(numbers: tuple[int, ...], chapter: int) -> tuple[int, ...]:
 
 def _prefix_numbers(app, env) -> list[str]:
     chapter = app.config.chapter_number
-    for anchors in env.toc_secnumbers.values():
+    for docname, anchors in env.toc_secnumbers.items():
         for anchor, numbers in anchors.items():
             anchors[anchor] = _prefix(numbers, chapter)
+        # the numbers the navigation shows live on the toc's reference nodes and the title
+        for reference in env.tocs[docname].findall(nodes.reference):
+            if reference.get("secnumber"):
+                reference["secnumber"] = [chapter, *reference["secnumber"]]
+        title = env.titles.get(docname)
+        if title is not None and title.get("secnumber"):
+            title["secnumber"] = [chapter, *title["secnumber"]]
     for kinds in env.toc_fignumbers.values():
         for ids in kinds.values():
             for node_id, numbers in ids.items():
