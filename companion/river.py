@@ -16,17 +16,28 @@ noise scale (McCandlish et al., 2018).
 The multiplier reacts to the *trend* of the loss variance, not to its level: under any
 constant variance :math:`m_t \to 1`; :math:`m_t < 1` while the variance rises and
 :math:`m_t > 1` while it falls.
+
+Under ``torch.distributed`` the statistics of a batch are all-reduced over the ranks
+(``River(process_group="auto")``, the default), so every rank holds the same multiplier;
+``process_group=None`` keeps them local (see :class:`River`, *Distributed training*).
 """
 
 from __future__ import annotations
 
+import copy
 import math
+import zlib
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 import torch
+import torch.distributed as dist
 
 __all__ = ["River"]
+
+# Whether this torch build has torch.distributed at all (a build-time constant).
+_DIST = dist.is_available()
 
 _INITS = ("first", "zero", "zero-debiased")
 _EPS_MODES = ("relative", "absolute")
@@ -90,6 +101,98 @@ def _variance_from_moments(
         )
     mean = total / count
     return torch.addcmul(total_sq / count, mean, mean, value=-1.0).clamp_min_(0.0)
+
+
+# ---------------------------------------------------------------------- across processes
+# River under torch.distributed reduces the batch statistics of all ranks with two small
+# all-reduces (SUM) of float64 vectors of fixed length, so the collectives match on every
+# rank whatever the ranks pass:
+#
+#   A = [sum_i L_i, N_k, c, c^2, e, e^2, bad]   (c, e: codes of the dtype and device type)
+#   B = [sum_i (L_i - mu), sum_i (L_i - mu)^2]  with mu = A[0] / A[1] after the reduction
+#
+# B is the corrected two-pass formula around the exact global mean mu (Chan, Golub &
+# LeVeque, 1983): every rank uses the same shift, and the variance is as accurate as that
+# of a single process on the whole batch. The descriptor entries detect ranks whose losses
+# differ in dtype or device type: with W ranks, W * sum(c^2) == sum(c)^2 holds exactly
+# (integers < 2^53) if and only if all c are equal, and every rank reaches the same verdict.
+
+
+@lru_cache(maxsize=64)
+def _code(name: str) -> int:
+    """A small deterministic code (1 ... 1021) of a dtype or device-type name."""
+    return zlib.crc32(name.encode()) % 1021 + 1
+
+
+def _check_process_group(process_group: Any) -> Any:
+    """``"auto"``, ``None`` or a ``torch.distributed.ProcessGroup``; anything else raises."""
+    if process_group is None or (isinstance(process_group, str) and process_group == "auto"):
+        return process_group
+    if _DIST and isinstance(process_group, dist.ProcessGroup):
+        return process_group
+    if (
+        _DIST
+        and isinstance(process_group, int)
+        and process_group == dist.GroupMember.NON_GROUP_MEMBER
+    ):
+        raise ValueError(
+            "process_group: this rank is not a member of the group (new_group returned "
+            "GroupMember.NON_GROUP_MEMBER); give such ranks process_group=None"
+        )
+    raise ValueError(
+        "process_group must be 'auto', None or a torch.distributed.ProcessGroup, "
+        f"got {process_group!r}"
+    )
+
+
+def _device_types(group: Any) -> tuple[str, ...]:
+    """Device types the group's backends reduce on, e.g. ``("cpu", "cuda")`` for gloo."""
+    config = dist.get_backend_config(group)  # e.g. "cpu:gloo,cuda:nccl"
+    return tuple(part.split(":")[0].strip() for part in config.split(",") if ":" in part)
+
+
+def _reduction_device(types: tuple[str, ...], device: torch.device) -> torch.device:
+    """The losses' device if the group reduces there, else the CPU or the group's device."""
+    if device.type in types:
+        return device
+    if "cpu" in types or not types:
+        return torch.device("cpu")
+    if types[0] == "cuda":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device(types[0])
+
+
+def _descriptor_problem(a: Sequence[float], world: int) -> str | None:
+    """What the summed descriptor of vector A says is wrong (``None``: nothing)."""
+    if a[6] > 0:  # such ranks send no descriptor
+        return f"{int(a[6])} rank(s) passed invalid per_example_losses (see their error)"
+    wrong = []
+    if world * a[3] != a[2] * a[2]:
+        wrong.append("the ranks' per_example_losses have different dtypes")
+    if world * a[5] != a[4] * a[4]:
+        wrong.append("the ranks' per_example_losses are on different device types")
+    return "; ".join(wrong) or None
+
+
+def _losses_problem(losses: Any, state: Mapping[str, Any] | None, allow_empty: bool) -> str | None:
+    """Why ``losses`` cannot be observed (``None``: they can), checked on the host."""
+    if not isinstance(losses, torch.Tensor):
+        return f"per_example_losses must be a torch.Tensor, got {type(losses).__name__}"
+    if losses.ndim != 1:
+        return (
+            "per_example_losses must be 1-d (one loss per example, reduction='none'), "
+            f"got shape {tuple(losses.shape)}"
+        )
+    if losses.numel() == 0 and not allow_empty:
+        return "per_example_losses must be non-empty, got 0 examples"
+    if not losses.is_floating_point():
+        return f"per_example_losses must be floating-point, got {losses.dtype}"
+    if state is not None and losses.device != state["v"].device:
+        return (
+            f"per_example_losses is on {losses.device}, River's state on "
+            f"{state['v'].device}; keep one device"
+        )
+    return None
 
 
 def _check_beta(name: str, value: Any) -> float:
@@ -231,6 +334,12 @@ class River:
     dtype : torch.dtype, optional
         Floating dtype of the state. Default: the losses' dtype promoted to at least
         float32 (float32 for half, bfloat16 and float32 losses; float64 for float64).
+    process_group : "auto", None or torch.distributed.ProcessGroup, default "auto"
+        Over which processes a batch's statistics are reduced (see *Distributed
+        training* below). ``"auto"``: the default group whenever ``torch.distributed``
+        is initialised with two or more processes, else none. A ``ProcessGroup``: that
+        group. ``None``: never reduce; each process uses only its own losses. Not part
+        of :meth:`state_dict`.
 
     Notes
     -----
@@ -238,11 +347,47 @@ class River:
     accepted batches and the multiplier, all 0-d tensors) is created on the first
     :meth:`observe`, on the losses' device, and never leaves it: no operation reads a value
     back to the host, so a CUDA training loop is not synchronised. The batch statistics
-    are the count, sum and sum of squares of :math:`L_t(i) - L_t(1)` (sums that could be
-    all-reduced across devices, given a shared shift), accumulated in float64 (float32 on
-    MPS): shifting by one of the batch's own losses bounds the cancellation in
-    :math:`\overline{d^2} - \bar d^{\,2}`, so the variance stays accurate even when all
-    losses are nearly equal (an untrained classifier's :math:`\approx \log K`).
+    are the count, sum and sum of squares of :math:`L_t(i) - L_t(1)`, accumulated in
+    float64 (float32 on MPS): shifting by one of the batch's own losses bounds the
+    cancellation in :math:`\overline{d^2} - \bar d^{\,2}`, so the variance stays
+    accurate even when all losses are nearly equal (an untrained classifier's
+    :math:`\approx \log K`).
+
+    *Distributed training.* Under ``torch.distributed`` each process (rank) sees only its
+    shard of the batch; a River fed only those losses would give every rank its own
+    multiplier, hence its own learning rate, and the replicas of a
+    ``DistributedDataParallel`` model would drift apart silently. So, with a process
+    group of :math:`W \ge 2` ranks, :meth:`observe` takes the batch to be the union of
+    the shards :math:`B = \bigcup_k B^{(k)}` and reduces its statistics with two
+    all-reduces (``SUM``) of small float64 vectors, never an all-gather of the losses:
+
+    .. math::
+        N = \sum_k |B^{(k)}|, \quad
+        \mu = \frac1N \sum_k \sum_{i \in B^{(k)}} L_i, \quad
+        \operatorname{Var}_t = \frac1N \Bigl(\sum_k \sum_{i \in B^{(k)}} d_i^2
+        - \frac1N \Bigl(\sum_k \sum_{i \in B^{(k)}} d_i\Bigr)^2\Bigr),
+        \quad d_i = L_i - \mu .
+
+    The shift is the global mean :math:`\mu` from the first all-reduce, the same on
+    every rank (the corrected two-pass formula of Chan, Golub & LeVeque): the variance is
+    as accurate as one process's on the whole batch, far from zero too. Every rank then
+    holds the bit-identical multiplier, equal to that of one process that observes the
+    whole batch (to rounding, about :math:`10^{-16}` relative in float64). The size-1
+    skip and the non-finite skip are decided on the whole batch, alike on all ranks; a
+    rank may pass an empty shard. The state stays global, so a :meth:`state_dict` saved
+    on :math:`W` ranks loads on any number of processes, one included.
+
+    Every rank must call :meth:`observe` equally often, with losses of one dtype on one
+    device type (as DDP requires of the model). The first all-reduce also carries codes
+    of each rank's dtype and device type and a flag for invalid input, so a rank that
+    differs or passes invalid losses makes :meth:`observe` raise ``ValueError`` on every
+    rank, not hang. The verdict is read on the host where that is free (reduction on the
+    CPU, e.g. gloo) and otherwise on the first call and whenever a rank's dtype or device
+    changes: that single read synchronises the host once; later calls enqueue their
+    collectives without waiting for the device. The reduction runs on the losses' device
+    when the group's backend serves it (CUDA for NCCL, CPU or CUDA for gloo), else on
+    the CPU. Cost: two collectives of 7 and 2 numbers per call (tens of microseconds on
+    NCCL, a few hundred on gloo over TCP). ``process_group=None`` turns all of this off.
 
     *Degenerate batches.* A batch with fewer than two examples (its variance, 0, says
     nothing about spread) or with a non-finite loss is *skipped*: the EMAs and the count
@@ -291,10 +436,12 @@ class River:
         init: str = "first",
         use_current_batch: bool = False,
         dtype: torch.dtype | None = None,
+        process_group: Any = "auto",
     ) -> None:
-        self._set_config(
-            _check_config(beta_v, beta_r, eps, eps_mode, clip, init, use_current_batch, dtype)
-        )
+        config = _check_config(beta_v, beta_r, eps, eps_mode, clip, init, use_current_batch, dtype)
+        self._process_group = _check_process_group(process_group)
+        self._set_config(config)
+        self._verified: tuple[torch.dtype, torch.device] | None = None  # checked across ranks
         self._state: dict[str, torch.Tensor] | None = None
         self._next: torch.Tensor | None = None  # m of the current state (for past mode)
         self._observed = 0  # calls of observe (host-side count)
@@ -323,8 +470,28 @@ class River:
     )
     dtype = property(lambda self: self._cfg["dtype"], doc="State dtype (None: from the losses).")
 
+    @property
+    def process_group(self) -> Any:
+        """``"auto"``, ``None`` or the ``ProcessGroup`` the batch statistics are reduced over."""
+        return self._process_group
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> River:
+        """A deep copy that shares the process group (a group cannot be copied)."""
+        group = self._process_group
+        if group is not None and not isinstance(group, str):
+            memo[id(group)] = group
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        new.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return new
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._config().items())
+        group = self._process_group
+        if group is None or isinstance(group, str):
+            args += f", process_group={group!r}"
+        else:
+            args += f", process_group=<{type(group).__name__}>"
         return f"River({args})"
 
     # ------------------------------------------------------------------ read-only views
@@ -387,11 +554,16 @@ class River:
     def observe(self, per_example_losses: torch.Tensor) -> torch.Tensor:
         r"""Update the roughness estimates with one batch of per-example losses.
 
+        Under a process group (see the class's *Distributed training* notes) the batch is
+        the union of every rank's losses: each rank passes its own shard and all ranks get
+        the same multiplier.
+
         Parameters
         ----------
         per_example_losses : torch.Tensor
-            1-d, non-empty, floating: the losses of the batch's examples (e.g. from a loss
-            with ``reduction="none"``). Detached internally. Must stay on one device.
+            1-d, floating: the losses of the batch's examples (e.g. from a loss with
+            ``reduction="none"``). Detached internally. Must stay on one device. Non-empty
+            without a process group; under one a rank may pass an empty shard.
 
         Returns
         -------
@@ -402,73 +574,151 @@ class River:
         ------
         ValueError
             If the losses are not a 1-d non-empty floating tensor, or are on another device
-            than the state.
+            than the state; under a process group also, on every rank, if the ranks pass
+            losses of different dtypes or device types, or if any rank's losses are invalid.
         """
+        group = self._active_group()
+        if group is not None:
+            return self._observe_across(per_example_losses, group)
         losses = per_example_losses
-        if not isinstance(losses, torch.Tensor):
-            raise ValueError(
-                f"per_example_losses must be a torch.Tensor, got {type(losses).__name__}"
-            )
-        if losses.ndim != 1:
-            raise ValueError(
-                "per_example_losses must be 1-d (one loss per example, reduction='none'), "
-                f"got shape {tuple(losses.shape)}"
-            )
-        if losses.numel() == 0:
-            raise ValueError("per_example_losses must be non-empty, got 0 examples")
-        if not losses.is_floating_point():
-            raise ValueError(f"per_example_losses must be floating-point, got {losses.dtype}")
+        problem = _losses_problem(losses, self._state, allow_empty=False)
+        if problem is not None:
+            raise ValueError(problem)
+        if self._state is None:
+            self._init_state(losses.dtype, losses.device)
         state = self._state
-        if state is None:
-            dtype = self.dtype or torch.promote_types(losses.dtype, torch.float32)
-            zero = torch.zeros((), dtype=dtype, device=losses.device)
-            m0 = torch.full((), self._neutral, dtype=dtype, device=losses.device)
-            step0 = torch.zeros((), dtype=torch.int64, device=losses.device)
-            state = {"v": zero, "r": zero, "step": step0, "multiplier": m0}
-            self._state, self._next = state, m0
-        elif losses.device != state["v"].device:
-            raise ValueError(
-                f"per_example_losses is on {losses.device}, River's state on "
-                f"{state['v'].device}; keep one device"
-            )
         self._observed += 1
-        m_next = self._next
         if losses.numel() >= 2:  # shape is host metadata: no synchronisation
-            v, r, step = state["v"], state["r"], state["step"]
             # Step 1: instantaneous roughness.
-            var = _variance_from_moments(*_batch_moments(losses.detach())).to(v.dtype)
-            # Steps 2-3: the two EMAs and the multiplier, as if the batch were accepted.
-            if self.init == "first":
-                first = step == 0
-                v_new = torch.where(first, var, torch.lerp(v, var, 1.0 - self.beta_v))
-                r_new = torch.where(first, v_new, torch.lerp(r, v_new, 1.0 - self.beta_r))
-                m_new = self._formula(v_new, r_new)
-            elif self.init == "zero":
-                v_new = torch.lerp(v, var, 1.0 - self.beta_v)
-                r_new = torch.lerp(r, v_new, 1.0 - self.beta_r)
-                m_new = self._formula(v_new, r_new)
-            else:  # zero-debiased: the target averages the bias-corrected v
-                # (the same operations as _estimates at step + 1, so bit-identical)
-                t = (step + 1).to(v.dtype)
-                v_new = torch.lerp(v, var, 1.0 - self.beta_v)
-                v_hat = v_new / -torch.expm1(t * self._log_beta_v)
-                r_new = torch.lerp(r, v_hat, 1.0 - self.beta_r)
-                m_new = self._formula(v_hat, r_new / -torch.expm1(t * self._log_beta_r))
-            # A non-finite loss (or an overflow) makes var, hence r_new, NaN or +inf:
-            # keep the old state. (r_new >= 0, so this test is isfinite, in one op.)
-            valid = r_new < math.inf
-            state = {
-                "v": torch.where(valid, v_new, v),
-                "r": torch.where(valid, r_new, r),
-                "step": step + valid,
-            }
-            m_next = torch.where(valid, m_new, self._next)
+            var = _variance_from_moments(*_batch_moments(losses.detach()))
+            state, m_next = self._advance(state, var.to(state["v"].dtype))
         else:
-            state = dict(state)
+            state, m_next = dict(state), self._next
+        return self._finish(state, m_next)
+
+    # ------------------------------------------------------------------ the update, parts
+    def _init_state(self, loss_dtype: torch.dtype, device: torch.device) -> None:
+        dtype = self.dtype or torch.promote_types(loss_dtype, torch.float32)
+        zero = torch.zeros((), dtype=dtype, device=device)
+        m0 = torch.full((), self._neutral, dtype=dtype, device=device)
+        step0 = torch.zeros((), dtype=torch.int64, device=device)
+        self._state = {"v": zero, "r": zero, "step": step0, "multiplier": m0}
+        self._next = m0
+
+    def _advance(
+        self,
+        state: Mapping[str, torch.Tensor],
+        var: torch.Tensor,
+        accept: torch.Tensor | None = None,
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Steps 2-3 for a batch of variance ``var``: the new state and the next multiplier.
+
+        The batch is kept only where ``accept`` (a 0-d bool tensor, default true) holds and
+        the result is finite; otherwise the old state and multiplier are returned (selected
+        on the device with :func:`torch.where`).
+        """
+        v, r, step = state["v"], state["r"], state["step"]
+        # Steps 2-3: the two EMAs and the multiplier, as if the batch were accepted.
+        if self.init == "first":
+            first = step == 0
+            v_new = torch.where(first, var, torch.lerp(v, var, 1.0 - self.beta_v))
+            r_new = torch.where(first, v_new, torch.lerp(r, v_new, 1.0 - self.beta_r))
+            m_new = self._formula(v_new, r_new)
+        elif self.init == "zero":
+            v_new = torch.lerp(v, var, 1.0 - self.beta_v)
+            r_new = torch.lerp(r, v_new, 1.0 - self.beta_r)
+            m_new = self._formula(v_new, r_new)
+        else:  # zero-debiased: the target averages the bias-corrected v
+            # (the same operations as _estimates at step + 1, so bit-identical)
+            t = (step + 1).to(v.dtype)
+            v_new = torch.lerp(v, var, 1.0 - self.beta_v)
+            v_hat = v_new / -torch.expm1(t * self._log_beta_v)
+            r_new = torch.lerp(r, v_hat, 1.0 - self.beta_r)
+            m_new = self._formula(v_hat, r_new / -torch.expm1(t * self._log_beta_r))
+        # A non-finite loss (or an overflow) makes var, hence r_new, NaN or +inf:
+        # keep the old state. (r_new >= 0, so this test is isfinite, in one op.)
+        valid = r_new < math.inf
+        if accept is not None:
+            valid = valid & accept
+        new_state = {
+            "v": torch.where(valid, v_new, v),
+            "r": torch.where(valid, r_new, r),
+            "step": step + valid,
+        }
+        return new_state, torch.where(valid, m_new, self._next)
+
+    def _finish(self, state: dict[str, torch.Tensor], m_next: torch.Tensor) -> torch.Tensor:
         state["multiplier"] = m_next if self.use_current_batch else self._next
         self._state, self._next = state, m_next
         self._multiplier = state["multiplier"]
         return self._multiplier
+
+    # ------------------------------------------------------------------ across processes
+    def _active_group(self) -> Any:
+        """The process group to reduce over now, or ``None`` for local statistics.
+
+        ``None`` also for a group of one process: there is nothing to reduce.
+        """
+        spec = self._process_group
+        if spec is None:
+            return None
+        if isinstance(spec, str):  # "auto": the default group, once there is one
+            if not (_DIST and dist.is_initialized()):
+                return None
+            spec = dist.group.WORLD
+        return spec if dist.get_world_size(spec) > 1 else None
+
+    def _observe_across(self, losses: Any, group: Any) -> torch.Tensor:
+        """:meth:`observe` under a process group of two or more ranks (see the notes)."""
+        world = dist.get_world_size(group)
+        problem = _losses_problem(losses, self._state, allow_empty=True)
+        types = _device_types(group)
+        if problem is None:
+            desc = (losses.dtype, losses.device)
+            device = _reduction_device(types, losses.device)
+            x = losses.detach().to(device=device, dtype=torch.float64)
+            c, e = _code(str(losses.dtype)), _code(losses.device.type)
+            head = (x.numel(), c, c * c, e, e * e, 0)
+        else:  # take part in the collectives, flagged, then raise: no rank is left waiting
+            desc = self._verified or (None, torch.device("cpu"))
+            device = _reduction_device(types, desc[1])
+            x = torch.zeros(0, dtype=torch.float64, device=device)
+            head = (0, 0, 0, 0, 0, 1)
+        # A = [sum L, N, c, c^2, e, e^2, bad]; a non-blocking copy of host values: no sync.
+        a = torch.cat(
+            [x.sum().reshape(1), torch.tensor(head, dtype=x.dtype).to(device, non_blocking=True)]
+        )
+        dist.all_reduce(a, group=group)
+        # The verdict is read on the host where that is free (CPU), and otherwise on the
+        # first call and whenever this rank's dtype or device changed (one synchronisation).
+        if device.type == "cpu" or self._verified is None or desc != self._verified:
+            found = _descriptor_problem(a.tolist(), world)
+            if problem is not None:
+                raise ValueError(problem)
+            if found is not None:
+                raise ValueError(
+                    f"River over a process group of {world} ranks: {found}. This rank passed "
+                    f"{losses.dtype} losses on {losses.device}; every rank must pass the same "
+                    "dtype on the same device type (or use River(process_group=None))"
+                )
+            self._verified = desc
+        # B = [sum d, sum d^2] with d = L - mu around the global mean: one shift on all ranks.
+        d = x - a[0] / a[1]
+        b = torch.stack([d.sum(), torch.dot(d, d)])
+        dist.all_reduce(b, group=group)
+        if problem is not None:
+            raise ValueError(problem)
+        if self._state is None:
+            self._init_state(losses.dtype, losses.device)
+        state = self._state
+        v = state["v"]
+        var = _variance_from_moments(a[1], b[0], b[1]).to(device=v.device, dtype=v.dtype)
+        # Skip the batch on every rank alike: fewer than 2 examples in all, or a descriptor
+        # mismatch that this rank did not read (the mismatching rank raises).
+        accept = (a[1] >= 2) & (a[3] * world == a[2] * a[2]) & (a[5] * world == a[4] * a[4])
+        accept = (accept & (a[6] == 0)).to(v.device)
+        self._observed += 1
+        return self._finish(*self._advance(state, var, accept))
 
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self) -> dict[str, Any]:

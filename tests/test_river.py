@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from companion.river import River, _batch_moments, _variance_from_moments
@@ -16,6 +17,17 @@ INITS = ("first", "zero", "zero-debiased")
 
 
 # --------------------------------------------------------------------------- reference
+def exact_variance(x):
+    """Population variance of the float values ``x``, in exact rational arithmetic.
+
+    (A float two-pass formula is not exact: for ``[0.003] * 3`` its mean rounds and it
+    gives 1.9e-37 instead of 0, which flips the multiplier's ``target == 0`` case.)
+    """
+    values = [Fraction(float(v)) for v in x]
+    mean = sum(values) / len(values)
+    return float(sum((v - mean) ** 2 for v in values) / len(values))
+
+
 def reference(batches, beta_v=0.99, beta_r=0.999, eps=1e-8, eps_mode="relative",
               clip=(0.1, 10.0), init="first", use_current_batch=False):  # fmt: skip
     """The four steps of section 6.5 in plain Python floats, as River documents them.
@@ -33,7 +45,7 @@ def reference(batches, beta_v=0.99, beta_r=0.999, eps=1e-8, eps_mode="relative",
         x = np.asarray(batch, dtype=np.float64)
         m_prev = m_cur
         if x.size >= 2 and np.all(np.isfinite(x)):
-            var = float(np.mean((x - x.mean()) ** 2))  # population variance, two-pass
+            var = exact_variance(x)
             t += 1
             if init == "first":
                 v = var if t == 1 else beta_v * v + (1 - beta_v) * var
@@ -300,6 +312,7 @@ def test_variance_is_accurate_far_from_zero(offset):
     ),
     st.sampled_from(INITS),
 )
+@example(batches=[[0.003, 0.003, 0.003]], init="first")  # equal losses: variance exactly 0
 def test_property_finite_inside_clip_and_equal_to_reference(batches, init):
     tensors = [torch.tensor(b, dtype=torch.float64) for b in batches]
     river = River(init=init, beta_v=0.8, beta_r=0.95, clip=(0.25, 4.0), use_current_batch=True)
@@ -595,3 +608,72 @@ def test_resume_through_scheduled_lr_state_dict(tmp_path):
     river2.observe(batches[-1])  # some unrelated history, overwritten by the load
     sched2.load_state_dict(torch.load(tmp_path / "sched.pt", weights_only=True))
     assert first + steps(opt2, river2, sched2, batches[25:]) == whole
+
+
+# --------------------------------------------------------------------------- process groups
+# (the runs on several processes are in tests/test_distributed.py)
+@pytest.mark.parametrize("bad", ["world", "", 0, 1.0, object(), torch.device("cpu")])
+def test_bad_process_group_raises(bad):
+    with pytest.raises(ValueError, match="process_group"):
+        River(process_group=bad)
+
+
+def test_process_group_is_read_only_and_not_in_the_state_dict():
+    river = River()
+    assert river.process_group == "auto" and River(process_group=None).process_group is None
+    with pytest.raises(AttributeError):
+        river.process_group = None
+    river.observe(torch.rand(8))
+    assert not any("group" in key for key in river.state_dict())
+    assert "process_group='auto'" in repr(river)
+    assert "process_group=None" in repr(River(process_group=None))
+
+
+def test_auto_without_torch_distributed_is_the_local_river(monkeypatch):
+    """Not initialised: "auto" never calls into torch.distributed beyond is_initialized()."""
+    import torch.distributed as dist
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("torch.distributed used without a process group")
+
+    for name in ("get_world_size", "all_reduce", "get_backend_config"):
+        monkeypatch.setattr(dist, name, forbidden)
+    batches = random_batches(12, seed=3)
+    auto, local = River(), River(process_group=None)
+    for b in batches:
+        assert torch.equal(auto.observe(b), local.observe(b))
+
+
+def test_dtype_and_device_codes_do_not_collide():
+    """The descriptor that catches ranks with different dtypes tells every dtype apart."""
+    from companion.river import _code
+
+    dtypes = {v for v in vars(torch).values() if isinstance(v, torch.dtype)}
+    codes = {_code(str(d)) for d in dtypes}
+    assert len(codes) == len(dtypes) and all(1 <= c <= 1021 for c in codes)
+    kinds = ["cpu", "cuda", "mps", "xpu", "hpu", "xla", "meta", "mtia", "privateuseone"]
+    assert len({_code(k) for k in kinds}) == len(kinds)
+
+
+def test_explicit_process_group_of_one_process_is_local_and_deep_copies():
+    """A group of one process has nothing to reduce; a deep copy shares the group."""
+    import copy
+
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        pytest.skip("torch.distributed unavailable")
+    assert not dist.is_initialized()
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        group = dist.new_group([0])
+        river, local = River(process_group=group), River(process_group=None)
+        batches = random_batches(6, seed=4)
+        for b in batches[:3]:
+            assert torch.equal(river.observe(b), local.observe(b))
+        twin = copy.deepcopy(river)
+        assert twin.process_group is group and "process_group=<" in repr(twin)
+        for b in batches[3:]:
+            assert torch.equal(twin.observe(b), local.observe(b))
+    finally:
+        dist.destroy_process_group()
