@@ -76,9 +76,13 @@ class ScheduledLR(LRScheduler):
     ``copy_``), so it stays the tensor the optimizer holds (e.g. for ``capturable``
     or ``fused`` Adam), and a tensor multiplier is applied on its device with no
     host synchronisation; keep the lr tensor on the multiplier's device. Where a
-    group's ``lr`` is a Python float it stays one: a tensor multiplier is then read
-    with ``float()``, which waits for the device on an accelerator, so use a tensor
-    ``lr`` there.
+    group's ``lr`` is a Python float and the multiplier is a tensor on an accelerator,
+    the optimizer is a :mod:`companion.optim` optimizer (which takes a tensor lr on
+    every path) and the scheduler writes the group's lr as a 0-d tensor on the
+    multiplier's device, so no step waits for the device. For any other optimizer the
+    lr stays a float and the multiplier is read with ``float()``, which waits for the
+    device on an accelerator: give such an optimizer a tensor ``lr`` where it accepts
+    one. On the CPU a float lr always stays a float.
 
     Unlike torch's recursive schedulers, ``step(epoch)`` may jump to any step: the
     value is a closed form. The order warnings of torch's base class are not
@@ -159,13 +163,19 @@ class ScheduledLR(LRScheduler):
                 out.append(base)
             elif not isinstance(m, Tensor):
                 out.append(base * m)
-            elif isinstance(group["lr"], Tensor):
+            elif isinstance(group["lr"], Tensor) or self._writes_tensor_lr(m):
                 out.append(m * base)
             else:
                 if m_float is None:
                     m_float = float(m)  # waits for the device: use a tensor lr to avoid it
                 out.append(base * m_float)
         return out
+
+    def _writes_tensor_lr(self, m: Tensor) -> bool:
+        """Whether a float lr becomes a device tensor (companion optimizers, accelerators)."""
+        from companion.optim._base import CompanionOptimizer
+
+        return m.device.type != "cpu" and isinstance(self.optimizer, CompanionOptimizer)
 
     def _apply(self, t: int, multiplied: bool) -> None:
         for group, value in zip(
@@ -177,6 +187,8 @@ class ScheduledLR(LRScheduler):
                     lr.copy_(value)
                 else:
                     lr.fill_(value)
+            elif isinstance(value, Tensor):
+                group["lr"] = value.clone()  # a float lr becomes a tensor on the device
             else:
                 group["lr"] = value
         self._multiplied = multiplied

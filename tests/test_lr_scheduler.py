@@ -459,3 +459,45 @@ def test_constant_schedule_with_float_groups_is_identity():
     assert opt.param_groups[0]["lr"] == 0.1 and math.isfinite(sched.get_last_lr()[0])
     assert repr(sched).startswith("ScheduledLR(constant(lr=0.1), step=5")
     assert np.isclose(sched.get_lr()[0], 0.1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_float_lr_of_a_companion_optimizer_becomes_a_device_tensor_without_sync():
+    from companion.optim import AdamW
+    from companion.river import River
+
+    device = torch.device("cuda")
+    p = torch.nn.Parameter(torch.zeros(4, device=device))
+    opt = AdamW([p], lr=0.1)
+    river = River()
+    sched = ScheduledLR(opt, SCHED, multiplier=river)
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    expected = []
+    for t in range(20):
+        losses = torch.rand(16, generator=gen).to(device) * (1 + t)
+        p.grad = torch.ones_like(p)
+        opt.step()
+        river.observe(losses)
+        with no_host_sync(device):
+            sched.step()
+        lr = opt.param_groups[0]["lr"]
+        assert isinstance(lr, torch.Tensor) and lr.device.type == "cuda"
+        expected.append(SCHED(t + 1) * river.multiplier.item())
+        assert lr.item() == pytest.approx(expected[-1], rel=1e-6)
+
+
+def test_float_lr_stays_a_float_with_a_cpu_multiplier():
+    from companion.optim import AdamW
+    from companion.river import River
+
+    p = torch.nn.Parameter(torch.zeros(4))
+    opt = AdamW([p], lr=0.1)
+    river = River()
+    sched = ScheduledLR(opt, SCHED, multiplier=river)
+    for t in range(5):
+        p.grad = torch.ones_like(p)
+        opt.step()
+        river.observe(torch.arange(8.0) * (t + 1))
+        sched.step()
+        assert isinstance(opt.param_groups[0]["lr"], float)
+        assert opt.param_groups[0]["lr"] == SCHED(t + 1) * float(river.multiplier)
