@@ -34,6 +34,8 @@ from torch import Tensor
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from companion.optim._base import CompanionOptimizer
+
 __all__ = ["ScheduledLR"]
 
 
@@ -173,8 +175,6 @@ class ScheduledLR(LRScheduler):
 
     def _writes_tensor_lr(self, m: Tensor) -> bool:
         """Whether a float lr becomes a device tensor (companion optimizers, accelerators)."""
-        from companion.optim._base import CompanionOptimizer
-
         return m.device.type != "cpu" and isinstance(self.optimizer, CompanionOptimizer)
 
     def _apply(self, t: int, multiplied: bool) -> None:

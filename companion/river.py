@@ -42,6 +42,7 @@ _DIST = dist.is_available()
 _INITS = ("first", "zero", "zero-debiased")
 _EPS_MODES = ("relative", "absolute")
 _STATE_KEYS = ("v", "r", "step", "multiplier")
+_PENDING = 256  # batches whose acceptance River adds up at once (see River._accepted)
 _CONFIG_KEYS = (
     "beta_v",
     "beta_r",
@@ -101,6 +102,128 @@ def _variance_from_moments(
         )
     mean = total / count
     return torch.addcmul(total_sq / count, mean, mean, value=-1.0).clamp_min_(0.0)
+
+
+def _accumulation_dtype(device: torch.device) -> torch.dtype:
+    """float64 for the batch statistics; float32 on MPS, which has no float64."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+def _batch_variance(losses: torch.Tensor, acc: torch.dtype) -> torch.Tensor:
+    r"""Population variance of one batch from its shifted values, in ``acc`` (float64).
+
+    .. math::
+        \operatorname{Var} = \frac1N \sum_i \bigl(d_i - \bar d\bigr)^2,
+        \qquad d_i = L_i - L_1 .
+
+    Since :math:`|d_i| \le 2\sqrt{N \operatorname{Var}}`, the rounding of the shift (a
+    relative error of at most half an ulp of float64 per :math:`d_i`, none where
+    :math:`L_1/2 \le L_i \le 2 L_1`) moves the variance by a few :math:`\sqrt N` ulps
+    at most, however large the losses are against their spread; :func:`torch.var_mean`
+    then centres the :math:`d_i` on their own mean (it accumulates in ``acc``). Four
+    operations (three for float64 losses), against eight for :func:`_batch_moments` and
+    :func:`_variance_from_moments`, whose sums the distributed path needs.
+
+    Parameters
+    ----------
+    losses : torch.Tensor
+        1-d per-example losses with at least one element (not requiring grad).
+    acc : torch.dtype
+        Accumulation dtype, from :func:`_accumulation_dtype`.
+
+    Returns
+    -------
+    torch.Tensor
+        0-d ``acc`` tensor on ``losses.device``.
+    """
+    x = losses if losses.dtype == acc else losses.to(acc)
+    return torch.var_mean(x - x[0], correction=0)[0]
+
+
+@lru_cache(maxsize=1)
+def _cpu_var_mean_accumulates_float32_in_float64() -> bool:
+    r"""Whether :func:`torch.var_mean` of float32 on the CPU is as accurate as in float64.
+
+    ATen's CPU kernel runs Welford's recurrence with float64 accumulators for float32
+    input, so the result is the variance rounded to float32 (to within about an ulp):
+    River then skips the conversion and the shift of :func:`_batch_variance` (four
+    operations of five). That is an implementation detail, not a documented promise, so
+    it is checked once per process, on losses like an untrained classifier's (all about
+    :math:`\log 10`, spread :math:`10^{-6}`), where float32 accumulators err by percents.
+    """
+    x = (math.log(10.0) + 1e-6 * torch.linspace(-1.0, 1.0, 64, dtype=torch.float64)).float()
+    got = torch.var_mean(x, correction=0)[0].item()
+    want = _batch_variance(x, torch.float64).item()
+    return abs(got - want) <= 1e-6 * want
+
+
+class _Constants:
+    """A River's hyperparameters as 0-d tensors on its state's device and dtype.
+
+    Built once, when the state is created or loaded: an operation with a Python number
+    wraps the number into a tensor on every call, which costs as much again as the
+    operation itself. For ``init="first"`` it also holds the EMA rates of the next
+    update, a 2-vector updated in place (and read through two views): ``[1, 1]`` until
+    the first batch is accepted, then ``[1 - beta_v, 1 - beta_r]``; it follows from the
+    number of accepted batches, so it is not part of the state dict.
+    """
+
+    __slots__ = (
+        "acc",
+        "debias",
+        "direct",
+        "dtype",
+        "eps",
+        "hi",
+        "inf",
+        "lo",
+        "log_betas",
+        "neutral",
+        "rates",
+        "relative",
+        "weights",
+        "wr",
+        "wv",
+        "zero",
+    )
+
+    def __init__(
+        self,
+        cfg: Mapping[str, Any],
+        neutral: float,
+        dtype: torch.dtype,
+        device: torch.device,
+        accepted_any: bool,
+    ) -> None:
+        def tensor(value: Any) -> torch.Tensor:
+            return torch.tensor(value, dtype=dtype, device=device)
+
+        a, b = 1.0 - cfg["beta_v"], 1.0 - cfg["beta_r"]
+        self.dtype = dtype
+        self.acc = _accumulation_dtype(device)
+        # The loss dtype whose variance torch.var_mean gives directly (None: no such).
+        self.direct = (
+            torch.float32
+            if dtype == torch.float32
+            and device.type == "cpu"
+            and _cpu_var_mean_accumulates_float32_in_float64()
+            else None
+        )
+        self.relative = cfg["eps_mode"] == "relative"
+        self.eps = cfg["eps"] if self.relative else tensor(cfg["eps"])
+        self.inf, self.zero, self.neutral = tensor(math.inf), tensor(0.0), tensor(neutral)
+        self.lo, self.hi = tensor(cfg["clip"][0]), tensor(cfg["clip"][1])
+        self.debias = cfg["init"] == "zero-debiased"
+        self.log_betas = (
+            tensor([math.log(cfg["beta_v"]), math.log(cfg["beta_r"])]) if self.debias else None
+        )
+        if cfg["init"] == "first":
+            self.rates = tensor([a, b])
+            self.weights = tensor([a, b] if accepted_any else [1.0, 1.0])
+            self.wv, self.wr = self.weights[0], self.weights[1]  # views: follow in place
+        else:
+            self.rates = self.weights = None
+            self.wv, self.wr = tensor(a), tensor(b)
 
 
 # ---------------------------------------------------------------------- across processes
@@ -174,7 +297,7 @@ def _descriptor_problem(a: Sequence[float], world: int) -> str | None:
     return "; ".join(wrong) or None
 
 
-def _losses_problem(losses: Any, state: Mapping[str, Any] | None, allow_empty: bool) -> str | None:
+def _losses_problem(losses: Any, device: torch.device | None, allow_empty: bool) -> str | None:
     """Why ``losses`` cannot be observed (``None``: they can), checked on the host."""
     if not isinstance(losses, torch.Tensor):
         return f"per_example_losses must be a torch.Tensor, got {type(losses).__name__}"
@@ -187,10 +310,9 @@ def _losses_problem(losses: Any, state: Mapping[str, Any] | None, allow_empty: b
         return "per_example_losses must be non-empty, got 0 examples"
     if not losses.is_floating_point():
         return f"per_example_losses must be floating-point, got {losses.dtype}"
-    if state is not None and losses.device != state["v"].device:
+    if device is not None and losses.device != device:
         return (
-            f"per_example_losses is on {losses.device}, River's state on "
-            f"{state['v'].device}; keep one device"
+            f"per_example_losses is on {losses.device}, River's state on {device}; keep one device"
         )
     return None
 
@@ -346,12 +468,13 @@ class River:
     *State and devices.* The state (:math:`v`, :math:`v^{\text{target}}`, the number of
     accepted batches and the multiplier, all 0-d tensors) is created on the first
     :meth:`observe`, on the losses' device, and never leaves it: no operation reads a value
-    back to the host, so a CUDA training loop is not synchronised. The batch statistics
-    are the count, sum and sum of squares of :math:`L_t(i) - L_t(1)`, accumulated in
-    float64 (float32 on MPS): shifting by one of the batch's own losses bounds the
-    cancellation in :math:`\overline{d^2} - \bar d^{\,2}`, so the variance stays
-    accurate even when all losses are nearly equal (an untrained classifier's
-    :math:`\approx \log K`).
+    back to the host, so a CUDA training loop is not synchronised. The batch variance is
+    that of :math:`L_t(i) - L_t(1)`, computed in float64 (float32 on MPS): shifting by
+    one of the batch's own losses keeps it accurate even when all losses are nearly
+    equal (an untrained classifier's :math:`\approx \log K`). Float32 losses on the CPU
+    skip the shift and the conversion, since :func:`torch.var_mean` accumulates them in
+    float64 there (checked once per process); their variance is the exact one rounded
+    to float32, to within about an ulp.
 
     *Distributed training.* Under ``torch.distributed`` each process (rank) sees only its
     shard of the batch; a River fed only those losses would give every rank its own
@@ -402,9 +525,11 @@ class River:
     :math:`m_t` sits at :math:`m_{\max}` and undoes the schedule's anneal (section 6.5):
     the clip range matters.
 
-    *Cost.* :meth:`observe` is about twenty operations on 0-d tensors (tens of
-    microseconds of launch overhead per call, independent of the model): noticeable on a
-    tiny model, negligible on a real one (``python -m companion.benchmarks.river``).
+    *Cost.* :meth:`observe` is about a dozen operations on 0-d tensors (twenty with
+    ``"zero-debiased"``), with no Python number among their arguments: some 15
+    microseconds of dispatch per call on a CPU, 30 to 40 inside a training step,
+    independent of the model; noticeable on a tiny model, negligible on a real one
+    (``python -m companion.benchmarks.river``).
 
     The recommended loop (the learning rate of step :math:`t` never sees batch :math:`t`)::
 
@@ -442,8 +567,15 @@ class River:
         self._process_group = _check_process_group(process_group)
         self._set_config(config)
         self._verified: tuple[torch.dtype, torch.device] | None = None  # checked across ranks
-        self._state: dict[str, torch.Tensor] | None = None
+        # The state (None before the first observe): 0-d tensors on the losses' device,
+        # replaced (never updated in place) by every update.
+        self._v: torch.Tensor | None = None  # v_t (raw: not bias-corrected)
+        self._r: torch.Tensor | None = None  # v^target_t (raw)
+        self._step: torch.Tensor | None = None  # accepted batches (int64) ...
+        self._pending: list[torch.Tensor] = []  # ... but these verdicts (see _accepted)
         self._next: torch.Tensor | None = None  # m of the current state (for past mode)
+        self._k: _Constants | None = None  # hyperparameters as tensors on that device
+        self._device: torch.device | None = None
         self._observed = 0  # calls of observe (host-side count)
         self._multiplier = torch.tensor(self._neutral, dtype=torch.float32)
 
@@ -452,8 +584,6 @@ class River:
         self._cfg = dict(config)
         lo, hi = self._cfg["clip"]
         self._neutral = min(max(1.0, lo), hi)
-        self._log_beta_v = math.log(self._cfg["beta_v"])
-        self._log_beta_r = math.log(self._cfg["beta_r"])
 
     def _config(self) -> dict[str, Any]:
         return dict(self._cfg)
@@ -503,52 +633,75 @@ class River:
     @property
     def variance(self) -> torch.Tensor | None:
         r"""Smoothed roughness :math:`v_t` (:math:`\hat v_t` for ``"zero-debiased"``)."""
-        if self._state is None:
+        if self._v is None:
             return None
-        return self._estimates(self._state["v"], self._state["r"], self._state["step"])[0]
+        return self._estimates(self._v, self._r, self._accepted())[0]
 
     @property
     def target(self) -> torch.Tensor | None:
         r"""Target roughness :math:`v^{\text{target}}_t` (bias-corrected if so configured)."""
-        if self._state is None:
+        if self._v is None:
             return None
-        return self._estimates(self._state["v"], self._state["r"], self._state["step"])[1]
+        return self._estimates(self._v, self._r, self._accepted())[1]
 
     @property
     def num_accepted(self) -> torch.Tensor | None:
         """Number of batches that entered the EMAs (0-d int64 tensor)."""
-        return None if self._state is None else self._state["step"]
+        return self._accepted()
 
     @property
     def num_skipped(self) -> torch.Tensor | int:
         """Number of batches skipped (fewer than 2 examples or a non-finite loss)."""
-        return 0 if self._state is None else self._observed - self._state["step"]
+        return 0 if self._step is None else self._observed - self._accepted()
+
+    def _accepted(self) -> torch.Tensor | None:
+        """The number of accepted batches (0-d int64), with the pending verdicts added.
+
+        :meth:`_update` appends each batch's verdict (a 0-d bool tensor) to a list and adds
+        the list up only every :data:`_PENDING` batches or when the count is read: one
+        operation per batch fewer (an int64 + bool addition is among the dearest), and
+        still no host synchronisation. (``"zero-debiased"`` needs the count every batch
+        and adds it at once.)
+        """
+        if self._pending:
+            self._step = self._step + torch.stack(self._pending).sum()
+            self._pending = []
+        return self._step
 
     # ------------------------------------------------------------------ the formula
+    def _corrections(self, t: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        r"""Adam's bias corrections :math:`(1 - \beta_v^t,\ 1 - \beta_r^t)` at step ``t``.
+
+        Computed as :math:`-\operatorname{expm1}(t \log\beta)`, accurate even where
+        :math:`\beta^t` is close to 1; both in one vector (four operations).
+        """
+        return torch.expm1(t * self._k.log_betas).neg().unbind()
+
     def _estimates(
         self, v: torch.Tensor, r: torch.Tensor, t: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(v, target) as they enter the multiplier: bias-corrected for "zero-debiased"."""
-        if self.init != "zero-debiased":
+        if not self._k.debias:
             return v, r
-        t = t.clamp_min(1).to(v.dtype)
-        # 1 - beta**t = -expm1(t log beta), accurate even where beta**t is close to 1.
-        return (
-            v / -torch.expm1(t * self._log_beta_v),
-            r / -torch.expm1(t * self._log_beta_r),
-        )
+        # (the same operations as _update at step + 1, so bit-identical)
+        cv, cr = self._corrections(t.clamp_min(1))
+        return torch.div(v, cv), torch.div(r, cr)
 
     def _formula(self, v: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-        r"""Clipped :math:`r/(v + \epsilon)`; 1 (clipped) where :math:`r = 0`."""
-        if self.eps_mode == "relative":
-            denom = torch.add(v, r, alpha=self.eps)
-        else:
-            denom = v + self.eps
-        m = torch.where(r > 0, r / denom, 1.0)
-        return m.clamp(self.clip[0], self.clip[1])
+        r"""Clipped :math:`r/(v + \epsilon)`; 1 (clipped) where :math:`r = 0`.
 
-    def _multiplier_of(self, state: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return self._formula(*self._estimates(state["v"], state["r"], state["step"]))
+        With ``eps_mode="relative"`` the quotient :math:`r/(v + \epsilon r)` is 0/0, a
+        NaN, exactly where :math:`r = v = 0`, which :func:`torch.nan_to_num` turns into
+        the neutral value: one operation instead of a test and a selection. (A state
+        with :math:`r = 0 < v` gives :math:`m_{\min}`; River reaches none, short of an
+        underflow of the target below the smallest subnormal.)
+        """
+        k = self._k
+        if k.relative:
+            q = torch.nan_to_num(torch.div(r, torch.add(v, r, alpha=k.eps)), nan=self._neutral)
+            return torch.clamp(q, k.lo, k.hi)
+        m = torch.clamp(torch.div(r, torch.add(v, k.eps)), k.lo, k.hi)
+        return torch.where(r > k.zero, m, k.neutral)
 
     # ------------------------------------------------------------------ the update
     def observe(self, per_example_losses: torch.Tensor) -> torch.Tensor:
@@ -577,81 +730,108 @@ class River:
             than the state; under a process group also, on every rank, if the ranks pass
             losses of different dtypes or device types, or if any rank's losses are invalid.
         """
-        group = self._active_group()
-        if group is not None:
-            return self._observe_across(per_example_losses, group)
+        if self._process_group is not None:
+            group = self._active_group()
+            if group is not None:
+                return self._observe_across(per_example_losses, group)
         losses = per_example_losses
-        problem = _losses_problem(losses, self._state, allow_empty=False)
+        problem = _losses_problem(losses, self._device, allow_empty=False)
         if problem is not None:
             raise ValueError(problem)
-        if self._state is None:
+        if self._v is None:
             self._init_state(losses.dtype, losses.device)
-        state = self._state
         self._observed += 1
-        if losses.numel() >= 2:  # shape is host metadata: no synchronisation
-            # Step 1: instantaneous roughness.
-            var = _variance_from_moments(*_batch_moments(losses.detach()))
-            state, m_next = self._advance(state, var.to(state["v"].dtype))
+        if losses.shape[0] < 2:  # shape is host metadata: no synchronisation
+            self._multiplier = self._next
+            return self._next
+        if losses.requires_grad:
+            losses = losses.detach()
+        # Step 1: instantaneous roughness.
+        k = self._k
+        if losses.dtype == k.direct:
+            var = torch.var_mean(losses, correction=0)[0]
         else:
-            state, m_next = dict(state), self._next
-        return self._finish(state, m_next)
+            var = _batch_variance(losses, k.acc)
+            if var.dtype != k.dtype:
+                var = var.to(k.dtype)
+        return self._update(var)
 
     # ------------------------------------------------------------------ the update, parts
     def _init_state(self, loss_dtype: torch.dtype, device: torch.device) -> None:
         dtype = self.dtype or torch.promote_types(loss_dtype, torch.float32)
-        zero = torch.zeros((), dtype=dtype, device=device)
-        m0 = torch.full((), self._neutral, dtype=dtype, device=device)
-        step0 = torch.zeros((), dtype=torch.int64, device=device)
-        self._state = {"v": zero, "r": zero, "step": step0, "multiplier": m0}
-        self._next = m0
+        self._k = _Constants(self._cfg, self._neutral, dtype, device, accepted_any=False)
+        self._v = torch.zeros((), dtype=dtype, device=device)
+        self._r = torch.zeros((), dtype=dtype, device=device)
+        self._step = torch.zeros((), dtype=torch.int64, device=device)
+        self._pending = []
+        self._next = torch.full((), self._neutral, dtype=dtype, device=device)
+        self._device = self._v.device
 
-    def _advance(
-        self,
-        state: Mapping[str, torch.Tensor],
-        var: torch.Tensor,
-        accept: torch.Tensor | None = None,
-    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """Steps 2-3 for a batch of variance ``var``: the new state and the next multiplier.
+    def _update(self, var: torch.Tensor, accept: torch.Tensor | None = None) -> torch.Tensor:
+        """Steps 2-3 for a batch of variance ``var`` (0-d, the state's dtype and device).
 
         The batch is kept only where ``accept`` (a 0-d bool tensor, default true) holds and
-        the result is finite; otherwise the old state and multiplier are returned (selected
-        on the device with :func:`torch.where`).
+        its variance is finite (a non-finite loss, or a variance beyond the state's dtype,
+        makes it NaN or +inf); otherwise the state and the multiplier keep their values,
+        chosen on the device: no host branch on data. Nine to eleven operations on 0-d
+        tensors (twenty for ``"zero-debiased"``); each costs a launch, so they are few and
+        take no Python numbers (see :class:`_Constants`).
         """
-        v, r, step = state["v"], state["r"], state["step"]
-        # Steps 2-3: the two EMAs and the multiplier, as if the batch were accepted.
-        if self.init == "first":
-            first = step == 0
-            v_new = torch.where(first, var, torch.lerp(v, var, 1.0 - self.beta_v))
-            r_new = torch.where(first, v_new, torch.lerp(r, v_new, 1.0 - self.beta_r))
-            m_new = self._formula(v_new, r_new)
-        elif self.init == "zero":
-            v_new = torch.lerp(v, var, 1.0 - self.beta_v)
-            r_new = torch.lerp(r, v_new, 1.0 - self.beta_r)
-            m_new = self._formula(v_new, r_new)
-        else:  # zero-debiased: the target averages the bias-corrected v
-            # (the same operations as _estimates at step + 1, so bit-identical)
-            t = (step + 1).to(v.dtype)
-            v_new = torch.lerp(v, var, 1.0 - self.beta_v)
-            v_hat = v_new / -torch.expm1(t * self._log_beta_v)
-            r_new = torch.lerp(r, v_hat, 1.0 - self.beta_r)
-            m_new = self._formula(v_hat, r_new / -torch.expm1(t * self._log_beta_r))
-        # A non-finite loss (or an overflow) makes var, hence r_new, NaN or +inf:
-        # keep the old state. (r_new >= 0, so this test is isfinite, in one op.)
-        valid = r_new < math.inf
+        k = self._k
+        v, r = self._v, self._r
+        valid = var < k.inf  # var >= 0: false exactly for NaN and +inf
         if accept is not None:
             valid = valid & accept
-        new_state = {
-            "v": torch.where(valid, v_new, v),
-            "r": torch.where(valid, r_new, r),
-            "step": step + valid,
-        }
-        return new_state, torch.where(valid, m_new, self._next)
+        if k.debias:
+            step = self._step
+            self._v, self._r, m_next, valid = self._update_debiased(v, r, step, var, valid)
+            self._step = step + valid
+        else:
+            # A skipped batch enters as variance v with the target's rate 0, so both EMAs
+            # keep their values exactly (lerp(v, v, w) == v, lerp(r, v, 0) == r) and the
+            # multiplier, recomputed by the same operations from the same state, too.
+            # With init="first" the rates are 1 until a batch is accepted: lerp(x, y, 1) == y.
+            var = torch.where(valid, var, v)
+            v = torch.lerp(v, var, k.wv)  # step 2
+            r = torch.lerp(r, v, torch.where(valid, k.wr, k.zero))  # step 3
+            self._v, self._r, m_next = v, r, self._formula(v, r)
+            if k.weights is not None:  # init="first": rates 1 -> 1 - beta once accepted
+                torch.where(valid, k.rates, k.weights, out=k.weights)
+            self._pending.append(valid)  # added to the count later (see _accepted)
+            if len(self._pending) >= _PENDING:
+                self._accepted()
+        m = m_next if self._cfg["use_current_batch"] else self._next
+        self._multiplier, self._next = m, m_next
+        return m
 
-    def _finish(self, state: dict[str, torch.Tensor], m_next: torch.Tensor) -> torch.Tensor:
-        state["multiplier"] = m_next if self.use_current_batch else self._next
-        self._state, self._next = state, m_next
-        self._multiplier = state["multiplier"]
-        return self._multiplier
+    def _update_debiased(
+        self,
+        v: torch.Tensor,
+        r: torch.Tensor,
+        step: torch.Tensor,
+        var: torch.Tensor,
+        valid: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Steps 2-3 with ``init="zero-debiased"``: the new ``(v, r, m, valid)``.
+
+        Computed as if the batch were accepted, then selected with ``valid`` and with the
+        finiteness of the corrected target (which a variance near the dtype's largest
+        value could overflow). The corrections at step ``t + 1`` are the operations
+        of :meth:`_estimates`, so the multiplier is bit-identical to a reloaded one's.
+        """
+        k = self._k
+        cv, cr = self._corrections(step + 1)
+        v_new = torch.lerp(v, var, k.wv)
+        v_est = torch.div(v_new, cv)  # the target averages the bias-corrected v
+        r_new = torch.lerp(r, v_est, k.wr)
+        r_est = torch.div(r_new, cr)
+        valid = valid & (r_est < k.inf)
+        return (
+            torch.where(valid, v_new, v),  # v and r stay raw (not bias-corrected)
+            torch.where(valid, r_new, r),
+            torch.where(valid, self._formula(v_est, r_est), self._next),
+            valid,
+        )
 
     # ------------------------------------------------------------------ across processes
     def _active_group(self) -> Any:
@@ -671,7 +851,7 @@ class River:
     def _observe_across(self, losses: Any, group: Any) -> torch.Tensor:
         """:meth:`observe` under a process group of two or more ranks (see the notes)."""
         world = dist.get_world_size(group)
-        problem = _losses_problem(losses, self._state, allow_empty=True)
+        problem = _losses_problem(losses, self._device, allow_empty=True)
         types = _device_types(group)
         if problem is None:
             desc = (losses.dtype, losses.device)
@@ -708,17 +888,16 @@ class River:
         dist.all_reduce(b, group=group)
         if problem is not None:
             raise ValueError(problem)
-        if self._state is None:
+        if self._v is None:
             self._init_state(losses.dtype, losses.device)
-        state = self._state
-        v = state["v"]
+        v = self._v
         var = _variance_from_moments(a[1], b[0], b[1]).to(device=v.device, dtype=v.dtype)
         # Skip the batch on every rank alike: fewer than 2 examples in all, or a descriptor
         # mismatch that this rank did not read (the mismatching rank raises).
         accept = (a[1] >= 2) & (a[3] * world == a[2] * a[2]) & (a[5] * world == a[4] * a[4])
         accept = (accept & (a[6] == 0)).to(v.device)
         self._observed += 1
-        return self._finish(*self._advance(state, var, accept))
+        return self._update(var, accept)
 
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self) -> dict[str, Any]:
@@ -728,8 +907,9 @@ class River:
         continues bit for bit.
         """
         state = None
-        if self._state is not None:
-            state = {k: self._state[k].detach().clone() for k in _STATE_KEYS}
+        if self._v is not None:
+            tensors = (self._v, self._r, self._accepted(), self._multiplier)
+            state = {k: t.detach().clone() for k, t in zip(_STATE_KEYS, tensors, strict=True)}
             state["observed"] = self._observed
         return {**self._config(), "state": state}
 
@@ -797,15 +977,19 @@ class River:
                     f"state_dict['state'] has invalid {bad} (need v, r finite >= 0, "
                     f"0 <= step <= observed, multiplier within clip={config['clip']})"
                 )
-            device = self._state["v"].device if self._state is not None else m.device
+            device = self._device if self._device is not None else m.device
             new_state = {k: t.detach().to(device, copy=True) for k, t in tensors.items()}
         # Validated: now mutate.
         self._set_config(config)
-        self._state = new_state
         self._observed = observed
         if new_state is None:
-            self._next = None
+            self._v = self._r = self._step = self._next = self._k = self._device = None
+            self._pending = []
             self._multiplier = torch.tensor(self._neutral, dtype=torch.float32)
         else:
-            self._next = self._multiplier_of(new_state)
+            self._v, self._r, self._step = new_state["v"], new_state["r"], new_state["step"]
+            self._pending = []
+            self._k = _Constants(self._cfg, self._neutral, dtype, device, accepted_any=step > 0)
+            self._device = self._v.device
+            self._next = self._formula(*self._estimates(self._v, self._r, self._step))
             self._multiplier = new_state["multiplier"]

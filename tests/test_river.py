@@ -302,6 +302,36 @@ def test_variance_is_accurate_far_from_zero(offset):
     assert float(river.variance) == pytest.approx(want, rel=1e-9)
 
 
+def adversarial_float32_batches():
+    """float32 batches whose variance is hard: tiny spreads on large values, one-ulp steps."""
+    gen = torch.Generator().manual_seed(12)
+    out = [
+        (math.log(10.0) + 1e-6 * torch.linspace(-1, 1, 64, dtype=torch.float64)).float(),
+        (1e4 + 1e-3 * torch.randn(512, generator=gen, dtype=torch.float64)).float(),
+        (3e6 + torch.randn(100, generator=gen, dtype=torch.float64)).float(),
+        torch.rand(64, generator=gen) * 1e-30,
+        torch.randn(2000, generator=gen).exp(),
+    ]
+    base = torch.full((4096,), 1e4)
+    up = base
+    for _ in range(5):
+        up = torch.nextafter(up, torch.tensor(math.inf))
+    out.append(torch.where(torch.rand(4096, generator=gen) < 0.3, up, base))  # 5-ulp steps
+    return out
+
+
+@pytest.mark.parametrize("index", range(6))
+def test_float32_variance_is_the_exact_one_rounded(device, index):
+    """float32 losses, float32 state: Var_1 is the exact variance to within an ulp of float32."""
+    x = adversarial_float32_batches()[index]
+    river = River()
+    river.observe(x.to(device))
+    want = np.float32(exact_variance(x))
+    got = river.variance.cpu().numpy()
+    assert river.variance.dtype == torch.float32
+    assert abs(float(got) - float(want)) <= float(np.spacing(want)), (got, want)
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     st.lists(
@@ -369,6 +399,55 @@ def test_resume_through_torch_save_is_bit_exact(tmp_path, init, use_current_batc
     assert int(resumed.num_skipped) == 2
     a, b = whole.state_dict(), resumed.state_dict()
     assert all(torch.equal(a["state"][k], b["state"][k]) for k in ("v", "r", "step"))
+
+
+@pytest.mark.parametrize("init", INITS)
+def test_long_run_counts_and_resumes_exactly(tmp_path, init):
+    """Hundreds of batches with skips: counts, reference values and a bit-exact resume."""
+    kw = dict(init=init, beta_v=0.9, beta_r=0.99, use_current_batch=True)
+    batches = random_batches(700, n=8, seed=13, dtype=torch.float32)
+    for i in range(0, 700, 37):
+        batches[i] = torch.tensor([1.0, math.nan])
+    for i in range(5, 700, 101):
+        batches[i] = torch.tensor([2.0])
+    good = [b for b in batches if b.numel() >= 2 and bool(torch.isfinite(b).all())]
+    whole = River(**kw)
+    m_whole = [whole.observe(b) for b in batches]
+    assert int(whole.num_accepted) == len(good)
+    assert int(whole.num_skipped) == len(batches) - len(good)
+    want, _ = reference(batches, **kw)
+    np.testing.assert_allclose([float(m) for m in m_whole], want, rtol=1e-5)
+
+    first = River(**kw)
+    for b in batches[:333]:
+        first.observe(b)
+    torch.save(first.state_dict(), tmp_path / "river.pt")
+    assert int(first.state_dict()["state"]["step"]) == sum(
+        b.numel() >= 2 and bool(torch.isfinite(b).all()) for b in batches[:333]
+    )
+    resumed = River()
+    resumed.load_state_dict(torch.load(tmp_path / "river.pt"))
+    for x, b in zip(m_whole[333:], batches[333:], strict=True):
+        assert torch.equal(resumed.observe(b), x)
+    a, b = whole.state_dict()["state"], resumed.state_dict()["state"]
+    assert all(torch.equal(a[k], b[k]) for k in ("v", "r", "step", "multiplier"))
+
+
+@pytest.mark.parametrize("init", INITS)
+def test_deepcopy_continues_alike_and_apart(init):
+    """A deep copy (taken before any batch is accepted) shares no state with its original."""
+    import copy
+
+    batches = random_batches(8, seed=14)
+    river = River(init=init, use_current_batch=True)
+    river.observe(torch.tensor([1.0, math.nan], dtype=torch.float64))  # skipped
+    twin = copy.deepcopy(river)
+    for b in batches[:4]:
+        river.observe(b)  # the original accepts batches; the twin has not yet
+    got = run(twin, batches)
+    want, _ = reference(batches, init=init, use_current_batch=True)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert int(twin.num_accepted) == 8 and int(river.num_accepted) == 4
 
 
 def test_state_dict_before_any_observation_round_trips():
@@ -462,6 +541,43 @@ def test_losses_that_require_grad_are_detached():
     river = River()
     m = river.observe(w * torch.arange(4.0))
     assert not m.requires_grad
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "dtype", "most"),
+    [
+        ({}, torch.float32, 11),
+        ({"init": "zero"}, torch.float32, 10),
+        ({"eps_mode": "absolute"}, torch.float32, 12),
+        ({}, torch.float64, 13),
+        ({"init": "zero-debiased"}, torch.float32, 21),
+    ],
+)
+def test_observe_is_a_few_tensor_operations(kwargs, dtype, most):
+    """The per-step cost: observe launches at most ``most`` ATen operations (CPU, batch 64).
+
+    Each costs one dispatch (about a microsecond, twice that inside a training step), so
+    this guards the overhead measured by ``python -m companion.benchmarks.river``.
+    """
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    river = River(**kwargs)
+    losses = torch.rand(64, generator=torch.Generator().manual_seed(15)).to(dtype)
+    for _ in range(3):
+        river.observe(losses)
+    with Count() as count:
+        river.observe(losses)
+    assert len(count.ops) <= most, count.ops
+    assert not any("item" in op or "local_scalar" in op for op in count.ops)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -677,3 +793,19 @@ def test_explicit_process_group_of_one_process_is_local_and_deep_copies():
             assert torch.equal(twin.observe(b), local.observe(b))
     finally:
         dist.destroy_process_group()
+
+
+# --------------------------------------------------------------------------- benchmark
+def test_benchmark_runs_and_reports_the_overhead(capsys):
+    """``python -m companion.benchmarks.river`` on a tiny configuration: the table's rows."""
+    pytest.importorskip("sklearn")
+    from companion.benchmarks import river as bench
+
+    bench.main(["--hidden", "16", "--batch-size", "8", "--steps", "3", "--rounds", "1"])
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.strip().startswith("64-16-10"))
+    plain, const, with_river, extra_us, extra_pct = row.split()[3:8]
+    assert float(plain) > 0 and float(const) > 0 and float(with_river) > 0
+    assert extra_pct.endswith("%")
+    assert float(extra_us) == pytest.approx(float(plain) * float(extra_pct[:-1]) / 100, abs=0.2)
+    assert "River.observe alone, float32 losses, batch 8:" in out
