@@ -121,17 +121,12 @@ chapters:
 MINI_BIB = "@misc{known2020, author={A. Author}, title={Known}, year={2020}}\n"
 
 
-def test_missing_citation_and_broken_reference_fail_the_build(tmp_path):
-    (tmp_path / "_config.yml").write_text(MINI_CONFIG)
-    (tmp_path / "_toc.yml").write_text(MINI_TOC)
-    (tmp_path / "refs.bib").write_text(MINI_BIB)
-    (tmp_path / "index.md").write_text("# Mini\n\nA page that cites {cite:t}`known2020`.\n")
-    (tmp_path / "bad_cite.md").write_text("# Cite\n\nSee {cite:t}`no_such_key_2099`.\n")
-    (tmp_path / "bad_ref.md").write_text("# Ref\n\nSee {numref}`fig-that-does-not-exist`.\n")
+def _failing_build_output(folder: Path) -> str:
+    """Build the book in ``folder`` as CI does (-W); assert it fails; return its output."""
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
     run = subprocess.run(
-        [str(jupyter_book), "build", "--all", "-W", "--keep-going", str(tmp_path)],
+        [str(jupyter_book), "build", "--all", "-W", "--keep-going", str(folder)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -139,6 +134,17 @@ def test_missing_citation_and_broken_reference_fail_the_build(tmp_path):
     )
     output = run.stdout + run.stderr
     assert run.returncode != 0, output
+    return output
+
+
+def test_missing_citation_and_broken_reference_fail_the_build(tmp_path):
+    (tmp_path / "_config.yml").write_text(MINI_CONFIG)
+    (tmp_path / "_toc.yml").write_text(MINI_TOC)
+    (tmp_path / "refs.bib").write_text(MINI_BIB)
+    (tmp_path / "index.md").write_text("# Mini\n\nA page that cites {cite:t}`known2020`.\n")
+    (tmp_path / "bad_cite.md").write_text("# Cite\n\nSee {cite:t}`no_such_key_2099`.\n")
+    (tmp_path / "bad_ref.md").write_text("# Ref\n\nSee {numref}`fig-that-does-not-exist`.\n")
+    output = _failing_build_output(tmp_path)
     assert re.search(r"bad_cite\.md.*no_such_key_2099", output), output
     assert re.search(r"bad_ref\.md.*fig-that-does-not-exist", output), output
 
@@ -150,17 +156,7 @@ def test_a_failing_chapter_fails_the_build(tmp_path):
     )
     (tmp_path / "index.md").write_text("# Mini\n")
     (tmp_path / "broken_chapter.md").write_text(BROKEN)
-    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
-    jupyter_book = Path(sys.executable).with_name("jupyter-book")
-    run = subprocess.run(
-        [str(jupyter_book), "build", "--all", "-W", "--keep-going", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
-    output = run.stdout + run.stderr
-    assert run.returncode != 0, output
+    output = _failing_build_output(tmp_path)
     assert "broken_chapter" in output and "deliberately broken cell" in output, output
 
 
