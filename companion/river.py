@@ -3,10 +3,14 @@ r"""The River multiplier: a learning-rate factor driven by the trend of the loss
 Section 6.5 of the chapter (overview in 6.2.2). The learning rate of step :math:`t` is a
 time-based schedule times a multiplier computed from the spread of the per-example losses,
 
-.. math:: \eta_t = \eta^{\text{global}}_t \, m_t .
+.. math:: \eta_t = \eta^{\text{global}}_t \, m_{t-2}
 
-This is the book's *illustrative heuristic*, named after the river-valley metaphor; it is
-not a published method. (The draft attributed it to arXiv:2410.05192, which is Wen et al.,
+by default, in the recommended loop (``observe`` after the optimizer step, then the
+scheduler's step); with ``use_current_batch=True`` the multiplier applied is
+:math:`m_{t-1}`. Either way the rate of a step never depends on that step's own batch.
+
+This is the book's *illustrative, unvalidated heuristic*, named after the river-valley
+metaphor; it is not a published method. (The draft attributed it to arXiv:2410.05192, which is Wen et al.,
 "Understanding Warmup-Stable-Decay Learning Rates: A River Valley Loss Landscape
 Perspective" (2024): that paper explains WSD schedules with a river-valley landscape and
 contains no such multiplier.) Its closest published relatives use the *gradient* variance
@@ -401,14 +405,17 @@ class River:
        .. math::
            v^{\text{target}}_t = \beta_r v^{\text{target}}_{t-1} + (1 - \beta_r) v_t,
            \qquad
-           m_t = \operatorname{clip}\Bigl(\frac{v^{\text{target}}_t}{v_t + \epsilon},\
-           m_{\min},\ m_{\max}\Bigr) ;
+           m_t = \operatorname{clip}\Bigl(\frac{v^{\text{target}}_t}
+           {v_t + \epsilon\, v^{\text{target}}_t},\ m_{\min},\ m_{\max}\Bigr)
 
-    4. the learning rate :math:`\eta_t = \eta^{\text{global}}_t\, m` is set by the
+       with the default relative :math:`\epsilon` (``eps_mode="absolute"``, the draft's
+       form, has :math:`v_t + \epsilon` in the denominator);
+
+    4. the learning rate :math:`\eta = \eta^{\text{global}}\, m` of the next step is set by the
        scheduler (:class:`companion.lr_scheduler.ScheduledLR` with ``multiplier=river``),
        which reads :attr:`multiplier`.
 
-    This is the book's illustrative heuristic, not a published method (see the module
+    This is the book's illustrative, unvalidated heuristic, not a published method (see the module
     docstring: arXiv:2410.05192 is Wen et al.'s river-valley paper on WSD, which contains no
     such multiplier). It follows the *trend* of the variance: for a constant variance,
     whatever its level, :math:`m_t \to 1`.
@@ -418,8 +425,8 @@ class River:
     beta_v : float, default 0.99
         Rate of the fast EMA, in (0, 1).
     beta_r : float, default 0.999
-        Rate of the target EMA, in (0, 1). The draft leaves it open; it should exceed
-        ``beta_v`` for the target to be the slower average.
+        Rate of the target EMA, in (0, 1). The draft leaves it open; ``beta_r > beta_v``
+        is expected (the target is then the slower average) but not enforced.
     eps : float, default 1e-8
         :math:`\epsilon > 0`, see ``eps_mode``.
     eps_mode : {"relative", "absolute"}, default "relative"
@@ -721,7 +728,9 @@ class River:
         Returns
         -------
         torch.Tensor
-            The new :attr:`multiplier` (0-d, on the losses' device).
+            The new :attr:`multiplier` (0-d, on the losses' device), the factor for the
+            next step: :math:`m_{t-1}` by default, :math:`m_t` with
+            ``use_current_batch=True`` (batch :math:`t` being the one just observed).
 
         Raises
         ------
