@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any, overload
@@ -106,7 +107,7 @@ def _steps(step: Any) -> np.ndarray:
 # ----------------------------------------------------------------------------- base
 
 
-class Schedule:
+class Schedule(ABC):
     """A learning-rate schedule: a pure function of the 0-based step.
 
     Subclasses implement :meth:`_evaluate` on a 1-d int64 array; :meth:`__call__`
@@ -139,8 +140,9 @@ class Schedule:
             out[i : i + _CHUNK] = self._evaluate(flat[i : i + _CHUNK])
         return out.reshape(t.shape)
 
-    def _evaluate(self, t: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def _evaluate(self, t: np.ndarray) -> np.ndarray:
+        """The rates of the steps ``t`` (a 1-d int64 array of steps >= 0)."""
 
     def __repr__(self) -> str:
         args = ", ".join(f"{f.name}={_fmt(getattr(self, f.name))}" for f in fields(self))

@@ -10,6 +10,7 @@ closure, and keeping ``state_dict``/``load_state_dict`` compatible with ``torch.
 from __future__ import annotations
 
 import math
+from abc import ABCMeta, abstractmethod
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -116,7 +117,7 @@ def step_value(step: Tensor) -> float:
 
 
 # ---------------------------------------------------------------- the optimizer face
-class CompanionOptimizer(Optimizer):
+class CompanionOptimizer(Optimizer, metaclass=ABCMeta):
     """Base class: a ``torch.optim.Optimizer`` whose ``step`` validates, then updates.
 
     Subclasses implement
@@ -139,13 +140,15 @@ class CompanionOptimizer(Optimizer):
             self._step_supports_amp_scaling = True
 
     # -- hooks for the subclasses
+    @abstractmethod
     def _check_group(self, group: dict[str, Any], *, at_step: bool = False) -> None:
-        raise NotImplementedError
+        """Raise ``ValueError`` naming a bad hyperparameter of ``group``."""
 
+    @abstractmethod
     def _step_group(
         self, group: dict[str, Any], grad_scale: Tensor | None, found_inf: Tensor | None
     ) -> None:
-        raise NotImplementedError
+        """Update the parameters (and state) of one group."""
 
     def _prepare_group(self, group: dict[str, Any]) -> None:
         """Fill derived keys of a new or loaded group (nothing by default)."""

@@ -20,6 +20,7 @@ calls it. The options cover
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Any, Literal
 
 import torch
@@ -246,9 +247,9 @@ class _AdamFamily(CompanionOptimizer):
         )
         super().__init__(params, defaults)
 
+    @abstractmethod
     def _kernel_options(self, group: dict[str, Any]) -> dict[str, Any]:
         """weight_decay, decoupled, amsgrad, bias_correction, lr_decay of the group."""
-        raise NotImplementedError
 
     def _check_group(self, group: dict[str, Any], *, at_step: bool = False) -> None:
         check_lr(group["lr"], check_value=not at_step)
