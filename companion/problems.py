@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from companion._validation import check_integer, check_real, check_real_array
+
 __all__ = ["Split", "digits", "mlp", "quadratic_gd_steps"]
 
 
@@ -119,18 +121,23 @@ def mlp(
 def quadratic_gd_steps(
     curvatures: np.ndarray, lrs: np.ndarray, w0: np.ndarray, tol: float, max_steps: int
 ) -> int | None:
-    r"""Steps gradient descent needs on :math:`f(w)=\tfrac12\sum_i \lambda_i w_i^2` to reach ``f <= tol``.
+    r"""Steps gradient descent needs on :math:`f(w)=\tfrac12\sum_i h_i w_i^2` to reach ``f <= tol``.
 
-    The iterates are :math:`w_{t,i} = (1-\eta_i\lambda_i)^t\,w_{0,i}` (section 6.1), where
+    The iterates are :math:`w_{t,i} = (1-\eta_i h_i)^t\,w_{0,i}` (section 6.1), where
     ``lrs`` holds one rate per coordinate (or one shared rate, broadcast). Evaluated in
     closed form for every ``t`` up to ``max_steps``; ``None`` if the tolerance is not met.
 
     Examples
     --------
-    >>> quadratic_gd_steps(np.array([1.0, 100.0]), np.array([1.0, 0.01]), np.ones(2), 1e-8, 10)
+    >>> h, lrs = np.array([1.0, 100.0]), np.array([1.0, 0.01])
+    >>> quadratic_gd_steps(h, lrs, np.ones(2), tol=1e-8, max_steps=10)
     1
     """
-    curvatures, lrs, w0 = (np.asarray(a, dtype=np.float64) for a in (curvatures, lrs, w0))
+    curvatures = check_real_array("curvatures", curvatures, low=0)
+    lrs = check_real_array("lrs", np.atleast_1d(lrs), low=0)
+    w0 = check_real_array("w0", w0)
+    check_real("tol", tol, low=0, low_open=True)
+    check_integer("max_steps", max_steps, low=0)
     t = np.arange(max_steps + 1)[:, None]
     w = (1.0 - lrs * curvatures) ** t * w0
     f = 0.5 * (curvatures * w**2).sum(axis=1)
