@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from companion._validation import check_integer, check_real, check_real_array
+from companion._validation import check_integer, check_real, check_real_array, is_real_scalar
 
 __all__ = ["Split", "digits", "mlp", "quadratic_gd_steps"]
 
@@ -134,7 +134,7 @@ def quadratic_gd_steps(
     1
     """
     curvatures = check_real_array("curvatures", curvatures, low=0)
-    lrs = check_real_array("lrs", np.atleast_1d(lrs), low=0)
+    lrs = check_real_array("lrs", [lrs] if is_real_scalar(lrs) else lrs, low=0)
     w0 = check_real_array("w0", w0)
     check_real("tol", tol, low=0, low_open=True)
     check_integer("max_steps", max_steps, low=0)
