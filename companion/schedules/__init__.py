@@ -36,10 +36,10 @@ array([0.1  , 0.1  , 0.025, 0.025])
 
 from __future__ import annotations
 
-import numpy as np
+import numpy as np  # noqa: F401 - the examples use np
 
-from ._base import WARMUP_SHAPES, WSD_SHAPES, Schedule
-from ._classic import constant, cosine, join, linear_warmup, piecewise_constant, sgdr, wsd
+from ._base import WARMUP_SHAPES, WSD_SHAPES, Schedule, join
+from ._classic import constant, cosine, linear_warmup, piecewise_constant, sgdr, wsd
 from ._peers import ONE_CYCLE_ANNEALS, exponential, inverse_sqrt, one_cycle, polynomial
 
 __all__ = [
@@ -59,4 +59,3 @@ __all__ = [
     "WARMUP_SHAPES",
     "ONE_CYCLE_ANNEALS",
 ]
-

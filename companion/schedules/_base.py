@@ -190,6 +190,39 @@ def chain(*phases: tuple[Schedule, int | None]) -> Schedule:
     return pieces[0] if len(pieces) == 1 else _Join(tuple(pieces), tuple(boundaries))
 
 
+def join(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
+    r"""Run ``schedules[i]`` from ``boundaries[i-1]`` on, each seeing its own step count.
+
+    .. math::
+
+        s(t) = s_i(t - b_{i-1}), \qquad i = \#\{j : b_j \le t\},\ b_{-1} = 0.
+
+    This is optax's ``join_schedules``; every warmup-then-decay schedule of this module
+    is built this way.
+
+    Parameters
+    ----------
+    schedules : sequence of Schedule
+        ``len(boundaries) + 1`` companion schedules.
+    boundaries : sequence of int
+        Strictly increasing, each >= 1.
+
+    Examples
+    --------
+    >>> from companion.schedules import cosine, linear_warmup
+    >>> s = join([linear_warmup(1.0, 2), cosine(1.0, 4)], boundaries=[2])
+    >>> s(np.arange(7))
+    array([0.5       , 1.        , 1.        , 0.85355339, 0.5       ,
+           0.14644661, 0.        ])
+    """
+    b = increasing("boundaries", boundaries)
+    pieces = entries("schedules", schedules, len(b) + 1, "schedules")
+    for i, s in enumerate(pieces):
+        if not isinstance(s, Schedule):
+            raise TypeError(f"schedules[{i}] must be a companion Schedule, got {s!r}")
+    return _Join(pieces, b)
+
+
 # ----------------------------------------------------------------------------- pieces
 
 
@@ -237,7 +270,7 @@ def ramp(init: float, peak: float, length: int, shape: str, then: Schedule) -> S
 def anneal(tau: Any, length: Any, start: Any, end: Any, shape: str, power: float = 1.0) -> Any:
     r"""From ``start`` (at ``tau = 0``) to ``end`` (at ``tau = length``):
     :math:`e + (s - e)\,f(\tau/\ell)`, clipped to the two, with :math:`f(p)` = ``1 - p``
-    ("linear"), :math:`(1 + \cos\pi p)/2` ("cosine", in PyTorch's order of operations),
+    ("linear", computed as :math:`s + (e - s)p`), :math:`(1 + \cos\pi p)/2` ("cosine", in PyTorch's order of operations),
     :math:`1 - \sqrt p` ("1-sqrt"), :math:`1 - p^2` ("1-square"), :math:`(1-p)^k`
     ("poly"). ``start``, ``end`` and ``length`` may be arrays; computed in place."""
     if shape == "cosine":
@@ -247,6 +280,11 @@ def anneal(tau: Any, length: Any, start: Any, end: Any, shape: str, power: float
         x += 1.0
         x *= np.subtract(start, end)
         x /= 2.0
+    elif shape == "linear":  # PyTorch's order (OneCycleLR): s + (e - s) p, exactly s at p = 0
+        x = np.divide(tau, length, dtype=np.float64)
+        x *= np.subtract(end, start)
+        x += start
+        return np.clip(x, np.minimum(start, end), np.maximum(start, end), out=x)
     else:
         x = np.divide(tau, length, dtype=np.float64)
         if shape == "1-sqrt":
@@ -336,4 +374,3 @@ def entries(name: str, value: Any, expected: int, what: str) -> tuple[Any, ...]:
             f"{name} must have len(boundaries) + 1 = {expected} entries, got {len(out)}"
         )
     return out
-

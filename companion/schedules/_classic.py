@@ -272,7 +272,11 @@ class _SGDR(Schedule):
             out: Any = 0.0
             for b, n, p in zip(starts.tolist(), lengths.tolist(), peaks.tolist(), strict=True):
                 out = fill(
-                    out, steps, b, b + n, lambda s, b=b, n=n, p=p: anneal(s - b, n, p, final, "cosine")
+                    out,
+                    steps,
+                    b,
+                    b + n,
+                    lambda s, b=b, n=n, p=p: anneal(s - b, n, p, final, "cosine"),
                 )
             return as_array(out, t)
         if table is None:
@@ -428,35 +432,3 @@ def wsd(
         raise ValueError(f"final_lr must be > 0 (and <= peak_lr) for shape='exp', got {final}")
     init, warm = _warmup_args(peak, init_lr, warmup_shape)
     return _WSD(peak, T, W, K, shape, final, init, warm)
-
-
-def join(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
-    r"""Run ``schedules[i]`` from ``boundaries[i-1]`` on, each seeing its own step count.
-
-    .. math::
-
-        s(t) = s_i(t - b_{i-1}), \qquad i = \#\{j : b_j \le t\},\ b_{-1} = 0.
-
-    This is optax's ``join_schedules``; every warmup-then-decay schedule of this module
-    is built this way.
-
-    Parameters
-    ----------
-    schedules : sequence of Schedule
-        ``len(boundaries) + 1`` companion schedules.
-    boundaries : sequence of int
-        Strictly increasing, each >= 1.
-
-    Examples
-    --------
-    >>> s = join([linear_warmup(1.0, 2), cosine(1.0, 4)], boundaries=[2])
-    >>> s(np.arange(7))
-    array([0.5       , 1.        , 1.        , 0.85355339, 0.5       ,
-           0.14644661, 0.        ])
-    """
-    b = increasing("boundaries", boundaries)
-    pieces = entries("schedules", schedules, len(b) + 1, "schedules")
-    for i, s in enumerate(pieces):
-        if not isinstance(s, Schedule):
-            raise TypeError(f"schedules[{i}] must be a companion Schedule, got {s!r}")
-    return _Join(pieces, b)
