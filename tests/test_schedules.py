@@ -15,9 +15,13 @@ from companion import schedules as S
 from companion.schedules import (
     constant,
     cosine,
+    exponential,
+    inverse_sqrt,
     join,
     linear_warmup,
+    one_cycle,
     piecewise_constant,
+    polynomial,
     sgdr,
     wsd,
 )
@@ -33,9 +37,15 @@ def ref_warmup(t, peak, W, init=0.0):
     return init + (peak - init) * min(t + 1, W) / W
 
 
-def ref_cosine(t, peak, T, final=0.0, W=0):
+def ref_ramp(t, peak, W, init=0.0, shape="linear"):
+    q = (t + 1) / W
+    r = q if shape == "linear" else (1 - math.cos(math.pi * q)) / 2
+    return init + (peak - init) * r
+
+
+def ref_cosine(t, peak, T, final=0.0, W=0, init=0.0, shape="linear"):
     if t < W:
-        return peak * (t + 1) / W
+        return ref_ramp(t, peak, W, init, shape)
     if t >= T:
         return final
     return final + (peak - final) * (1 + math.cos(math.pi * (t - W) / (T - W))) / 2
@@ -69,9 +79,9 @@ WSD_F = {
 }
 
 
-def ref_wsd(t, peak, T, W, D, shape="linear", final=0.0):
+def ref_wsd(t, peak, T, W, D, shape="linear", final=0.0, init=0.0, warmup="linear"):
     if t < W:
-        return peak * (t + 1) / W
+        return ref_ramp(t, peak, W, init, warmup)
     if t < T - D:
         return peak
     if t >= T:
@@ -120,12 +130,48 @@ def test_cosine_matches_formula(peak, T, final, W):
     assert s(T) == final and s(T + 10**9) == final
 
 
-def test_cosine_is_the_drafts_formula_zero_based():
-    # eta_t = eta0/2 (1 + cos(t pi / T)), t = 0..T-1: no update wasted on eta = 0 (ERRATA 7).
+def test_cosine_is_the_books_formula_zero_based():
+    # eta_t = eta_peak/2 (1 + cos(t pi / T)), t = 0..T-1: no update wasted on eta = 0 (6.4).
     s = cosine(0.1, 100)
     t = np.arange(100)
     close(s(t), 0.05 * (1 + np.cos(t * np.pi / 100)))
     assert s(99) > 0
+
+
+@pytest.mark.parametrize("shape", ["linear", "cosine"])
+@pytest.mark.parametrize(("W", "init"), [(1, 0.0), (10, 0.0), (10, 0.02), (40, 0.1)])
+def test_cosine_and_wsd_warmups_start_from_init_lr(shape, W, init):
+    peak, T = 0.3, 100
+    s = cosine(peak, T, final_lr=0.01, warmup_steps=W, init_lr=init, warmup_shape=shape)
+    close(run(s, T + 5), [ref_cosine(t, peak, T, 0.01, W, init, shape) for t in range(T + 5)])
+    w = wsd(peak, T, W, 30, shape="1-sqrt", final_lr=0.01, init_lr=init, warmup_shape=shape)
+    want = [ref_wsd(t, peak, T, W, 30, "1-sqrt", 0.01, init, shape) for t in range(T + 5)]
+    close(run(w, T + 5), want)
+    for x in (s, w):
+        assert x(0) > init and x(W - 1) == peak  # lr(0) > init_lr: the (t + 1)/W convention
+        assert np.all(np.diff(run(x, W)) > 0)
+
+
+def test_the_warmup_is_composed_not_copied():
+    # every warmup is linear_warmup's ramp joined to the decay (as optax composes them)
+    peak, T, W = 0.3, 200, 16
+    ramp = linear_warmup(peak, W, init_lr=0.05)
+    for s, decay in [
+        (cosine(peak, T, 0.01, W, init_lr=0.05), cosine(peak, T - W, 0.01)),
+        (
+            wsd(peak, T, W, 40, "cosine", 0.01, init_lr=0.05),
+            wsd(peak, T - W, 0, 40, "cosine", 0.01),
+        ),
+    ]:
+        assert np.array_equal(run(s, T + 9), run(join([ramp, decay], [W]), T + 9))
+    assert np.array_equal(
+        run(polynomial(peak, T, 2.0, 0.01, W), T + 9),
+        run(join([linear_warmup(peak, W), polynomial(peak, T - W, 2.0, 0.01)], [W]), T + 9),
+    )
+    assert np.array_equal(
+        run(exponential(peak, 0.9, 3, True, 0.01, W), T + 9),
+        run(join([linear_warmup(peak, W), exponential(peak, 0.9, 3, True, 0.01)], [W]), T + 9),
+    )
 
 
 @pytest.mark.parametrize(
@@ -182,7 +228,7 @@ def test_join_restarts_each_piece():
     assert np.array_equal(run(w, 120), run(cosine(0.3, 100, warmup_steps=8), 120))
 
 
-def test_two_stage_strategy_of_the_draft():
+def test_two_stage_strategy_of_section_64():
     lrs = run(piecewise_constant([50], [0.1, 0.025]), 100)
     assert math.fsum(lrs) == 6.25 and math.isclose(math.fsum(lrs**2), 0.53125, rel_tol=1e-14)
 
@@ -228,7 +274,7 @@ def test_piecewise_vs_torch_multistep():
         lambda o: torch.optim.lr_scheduler.MultiStepLR(o, milestones, gamma), 120, lr
     )
     np.testing.assert_allclose(ours, theirs, rtol=1e-14)
-    # the draft's two-stage strategy is MultiStepLR with gamma = 1/4, exactly
+    # section 6.4's two-stage strategy is MultiStepLR with gamma = 1/4, exactly
     theirs = torch_lrs(lambda o: torch.optim.lr_scheduler.MultiStepLR(o, [50], 0.25), 100, 0.1)
     assert np.array_equal(run(piecewise_constant([50], [0.1, 0.025]), 100), theirs)
 
@@ -266,10 +312,35 @@ def cases(draw):
     ``down`` (steps a..b-1); |s(t+1) - s(t)| <= jump(t) where finite; ``keys`` are
     steps worth checking (phase edges).
     """
-    kind = draw(st.sampled_from(["warmup", "cosine", "piecewise", "sgdr", "wsd"]))
+    kind = draw(
+        st.sampled_from(
+            ["warmup", "cosine", "piecewise", "sgdr", "wsd", "poly", "exp", "isqrt", "onecycle"]
+        )
+    )
     peak = draw(st.floats(1e-6, 10.0))
     final = peak * draw(st.floats(0.0, 1.0))
     inf = math.inf
+    if kind in ("poly", "exp", "isqrt"):
+        W = draw(st.integers(0, 200))
+        if kind == "poly":
+            T = draw(st.integers(max(W, 1), 2000))
+            s = polynomial(peak, T, draw(st.floats(0.1, 5.0)), final, min(W, T))
+        elif kind == "exp":
+            rate, k = draw(st.floats(0.5, 1.0)), draw(st.integers(1, 50))
+            s = exponential(peak, rate, k, draw(st.booleans()), final, W)
+        else:
+            s, final = inverse_sqrt(peak, W, timescale=draw(st.integers(1, 500))), 0.0
+        horizon = W + 2000
+        up, down = [(0, W + 1)], [(max(W - 1, 0), horizon)]
+        return s, horizon, final, peak, up, down, lambda t: inf, [W - 1, W]
+    if kind == "onecycle":
+        T = draw(st.integers(1, 2000))
+        three = draw(st.booleans())
+        pct = draw(st.floats(0.0, 0.5 if three else 1.0))
+        div, final_div = draw(st.floats(1.0, 100.0)), draw(st.floats(1.0, 1e4))
+        s = one_cycle(peak, T, pct, draw(st.sampled_from(["cos", "linear"])), div, final_div, three)
+        low = peak / div / final_div
+        return s, T + 10, low * (1 - 1e-15), peak, [], [], lambda t: inf, [T - 1, T]
     if kind == "warmup":
         W = draw(st.integers(1, 500))
         init = draw(st.floats(0.0, 1.0)) * peak
@@ -390,11 +461,21 @@ ALL = [
     constant(0.1),
     linear_warmup(0.1, 13, init_lr=0.01),
     cosine(0.1, 1000, final_lr=0.001, warmup_steps=30),
+    cosine(0.1, 1000, warmup_steps=30, init_lr=0.01, warmup_shape="cosine"),
     piecewise_constant([50, 90], [0.1, 0.025, 0.001]),
     sgdr(0.1, 17, cycle_mult=2, final_lr=0.001, peak_decay=0.8),
     *(wsd(0.1, 1000, 20, 200, shape=sh, final_lr=0.001) for sh in S.WSD_SHAPES),
+    wsd(0.1, 1000, 20, 200, init_lr=0.001, warmup_shape="cosine"),
     join([linear_warmup(0.1, 10), cosine(0.1, 500), constant(0.003)], [10, 510]),
+    polynomial(0.1, 1000, power=2.0, final_lr=0.001, warmup_steps=25),
+    exponential(0.1, 0.99, decay_steps=3, staircase=True, final_lr=0.001, warmup_steps=25),
+    exponential(0.1, 0.999),
+    inverse_sqrt(0.1, 40),
+    inverse_sqrt(0.1, 0, timescale=100),
+    one_cycle(0.1, 1000),
+    one_cycle(0.1, 999, pct_start=0.25, anneal="linear", div_factor=10.0, three_phase=True),
 ]
+NAMES = {n for n in S.__all__ if n[0].islower()}
 
 
 @pytest.mark.parametrize("s", ALL, ids=repr)
@@ -433,23 +514,35 @@ def test_inputs_and_outputs(s):
     assert np.array_equal(out.ravel(), s(np.arange(12)))
     assert np.array_equal(s([1, 2, 3]), s(np.arange(1, 4)))
     assert s(np.array([], dtype=np.int64)).shape == (0,)
-    for bad in (-1, np.array([3, -2]), 1.5, np.array([0.0, 1.0]), "3"):
-        with pytest.raises(ValueError, match="step"):
+    empty = s([])  # an empty sequence is an empty array of rates, not an error
+    assert isinstance(empty, np.ndarray) and empty.shape == (0,) and empty.dtype == np.float64
+    assert type(s(np.uint64(5))) is float and s(np.uint64(5)) == s(5)
+    assert s(torch.arange(3)).tolist() == s(np.arange(3)).tolist()
+    for bad in (-1, np.array([3, -2]), 2**63, 2**53 + 1, np.array([2**64 - 1], dtype=np.uint64)):
+        with pytest.raises(
+            ValueError, match=r"^step must be an integer in \[0, 9007199254740992\]"
+        ):
             s(bad)
+    for bad in (1.5, np.array([0.0, 1.0]), "3", None, True, [1, 2.0], np.array([True])):
+        with pytest.raises(TypeError, match=r"^step must be an integer"):
+            s(bad)
+
+
+def test_huge_and_wrapping_steps_are_named_in_the_message():
+    s = cosine(0.1, 100)
+    # was OverflowError (Python int too large to convert to C long)
+    with pytest.raises(ValueError, match=r"got 9223372036854775808$"):
+        s(2**63)
+    # a uint64 array used to wrap around to a negative number in the message
+    with pytest.raises(ValueError, match=r"got values in \[5, 18446744073709551615\]$"):
+        s(np.array([5, 2**64 - 1], dtype=np.uint64))
+    assert s(2**53) == 0.0 and s(np.array([2**53], dtype=np.uint64))[0] == 0.0
 
 
 @pytest.mark.parametrize("s", ALL, ids=repr)
 def test_repr_is_readable_and_round_trips(s):
     text = repr(s)
-    assert text.split("(")[0] in {
-        "constant",
-        "linear_warmup",
-        "cosine",
-        "piecewise_constant",
-        "sgdr",
-        "wsd",
-        "join",
-    }
+    assert text.split("(")[0] in NAMES
     assert "object at" not in text
     assert eval(text, vars(S)) == s  # noqa: S307 - a repr of our own
     with pytest.raises(AttributeError):
@@ -458,48 +551,171 @@ def test_repr_is_readable_and_round_trips(s):
 
 # ----------------------------------------------------------------------------- bad input
 
+
+def test_numpy_scalars_are_numbers():
+    s = cosine(np.float32(0.5), np.int64(100), final_lr=np.float64(0.0), warmup_steps=np.int32(5))
+    assert s == cosine(0.5, 100, warmup_steps=5)
+    assert one_cycle(np.float64(0.1), np.int16(50), pct_start=np.float32(0.25)) == one_cycle(
+        0.1, 50, pct_start=0.25
+    )
+
+
+V, T = ValueError, TypeError
 nan, inf = float("nan"), float("inf")
 BAD = [
-    (lambda: constant(-0.1), r"lr must be a finite real number >= 0"),
-    (lambda: constant(nan), r"lr must be a finite real number >= 0"),
-    (lambda: constant("0.1"), r"lr must be"),
-    (lambda: cosine(inf, 10), r"peak_lr must be a finite real number >= 0"),
-    (lambda: cosine(0.1, 10, final_lr=-1e-3), r"final_lr must be a finite real number >= 0"),
-    (lambda: cosine(0.1, 10, final_lr=0.2), r"final_lr must be in \[0, peak_lr=0.1\]"),
-    (lambda: cosine(0.1, 0), r"total_steps must be an integer >= 1"),
-    (lambda: cosine(0.1, -5), r"total_steps must be an integer >= 1"),
-    (lambda: cosine(0.1, 10.0), r"total_steps must be an integer >= 1"),
-    (lambda: cosine(0.1, 10, warmup_steps=11), r"warmup_steps must be in \[0, total_steps=10\]"),
-    (lambda: cosine(0.1, 10, warmup_steps=-1), r"warmup_steps must be an integer >= 0"),
-    (lambda: linear_warmup(0.1, 0), r"warmup_steps must be an integer >= 1"),
-    (lambda: linear_warmup(0.1, 5, init_lr=nan), r"init_lr must be"),
-    (lambda: wsd(0.1, 0, 0, 0), r"total_steps must be an integer >= 1"),
-    (lambda: wsd(0.1, 10, 11, 0), r"warmup_steps must be in \[0, total_steps=10\]"),
-    (lambda: wsd(0.1, 10, 5, 6), r"warmup_steps \+ decay_steps must be <= total_steps=10"),
-    (lambda: wsd(0.1, 10, 2, -1), r"decay_steps must be an integer >= 0"),
-    (lambda: wsd(0.1, 10, 2, 3, shape="step"), r"shape must be one of"),
-    (lambda: wsd(0.1, 10, 2, 3, shape="exp"), r"final_lr must be > 0"),
-    (lambda: wsd(0.1, 10, 2, 3, final_lr=0.5), r"final_lr must be in \[0, peak_lr=0.1\]"),
-    (lambda: piecewise_constant([5, 5], [1, 2, 3]), r"boundaries must be strictly increasing"),
-    (lambda: piecewise_constant([5, 3], [1, 2, 3]), r"boundaries must be strictly increasing"),
-    (lambda: piecewise_constant([0], [1, 2]), r"boundaries\[0\] must be an integer >= 1"),
-    (lambda: piecewise_constant([5], [1.0]), r"values must have len\(boundaries\) \+ 1 = 2"),
-    (lambda: piecewise_constant([5], [1.0, -2.0]), r"values\[1\] must be a finite real number"),
-    (lambda: piecewise_constant(5, [1.0]), r"boundaries must be a sequence"),
-    (lambda: sgdr(0.1, 0), r"cycle_steps must be an integer >= 1"),
-    (lambda: sgdr(0.1, 10, cycle_mult=0), r"cycle_mult must be an integer >= 1"),
-    (lambda: sgdr(0.1, 10, cycle_mult=1.5), r"cycle_mult must be an integer >= 1"),
-    (lambda: sgdr(0.1, 10, peak_decay=1.5), r"peak_decay must be a real number in \[0, 1\]"),
-    (lambda: sgdr(0.1, 10, final_lr=1.0), r"final_lr must be in \[0, peak_lr=0.1\]"),
-    (lambda: join([constant(1.0)], [5]), r"schedules must have len\(boundaries\) \+ 1 = 2"),
-    (lambda: join([constant(1.0), lambda t: 1.0], [5]), r"schedules\[1\] must be a companion"),
-    (lambda: join([constant(1.0)] * 3, [5, 2]), r"boundaries must be strictly increasing"),
+    (lambda: constant(-0.1), V, r"^lr must be a finite real number >= 0, got -0\.1$"),
+    (lambda: constant(nan), V, r"^lr must be a finite real number >= 0, got nan$"),
+    (lambda: constant("0.1"), T, r"^lr must be a finite real number >= 0, got '0\.1'$"),
+    (lambda: constant(True), T, r"^lr must be a finite real number >= 0, got True$"),
+    (lambda: constant(None), T, r"^lr must be"),
+    (lambda: cosine(inf, 10), V, r"^peak_lr must be a finite real number >= 0, got inf$"),
+    (lambda: cosine(0.1, 10, final_lr=-1e-3), V, r"^final_lr must be .* in \[0, peak_lr=0\.1\]"),
+    (
+        lambda: cosine(0.1, 10, final_lr=0.2),
+        V,
+        r"^final_lr must be .* in \[0, peak_lr=0\.1\], got 0\.2",
+    ),
+    (lambda: cosine(0.1, 0), V, r"^total_steps must be an integer >= 1, got 0$"),
+    (lambda: cosine(0.1, -5), V, r"^total_steps must be an integer >= 1, got -5$"),
+    (lambda: cosine(0.1, 10.0), T, r"^total_steps must be an integer >= 1, got 10\.0$"),
+    (
+        lambda: cosine(0.1, 10, warmup_steps=11),
+        V,
+        r"^warmup_steps must be an integer in \[0, total_steps=10\], got 11$",
+    ),
+    (
+        lambda: cosine(0.1, 10, warmup_steps=-1),
+        V,
+        r"^warmup_steps must be an integer in \[0, total_steps=10\]",
+    ),
+    (lambda: cosine(0.1, 10, warmup_steps=True), T, r"^warmup_steps must be an integer"),
+    (
+        lambda: cosine(0.1, 10, init_lr=0.2),
+        V,
+        r"^init_lr must be .* in \[0, peak_lr=0\.1\], got 0\.2$",
+    ),
+    (
+        lambda: cosine(0.1, 10, warmup_shape="sqrt"),
+        V,
+        r"^warmup_shape must be one of 'linear', 'cosine', got 'sqrt'$",
+    ),
+    (lambda: cosine(0.1, 10, warmup_shape=1), T, r"^warmup_shape must be one of"),
+    (lambda: linear_warmup(0.1, 0), V, r"^warmup_steps must be an integer >= 1, got 0$"),
+    (lambda: linear_warmup(0.1, 5, init_lr=nan), V, r"^init_lr must be"),
+    (lambda: linear_warmup(0.1, 5, init_lr=0.5), V, r"^init_lr must be .* in \[0, peak_lr=0\.1\]"),
+    (lambda: wsd(0.1, 0, 0, 0), V, r"^total_steps must be an integer >= 1"),
+    (lambda: wsd(0.1, 10, 11, 0), V, r"^warmup_steps must be an integer in \[0, total_steps=10\]"),
+    (
+        lambda: wsd(0.1, 10, 5, 6),
+        V,
+        r"^warmup_steps \+ decay_steps must be <= total_steps=10, got 5 \+ 6 = 11$",
+    ),
+    (lambda: wsd(0.1, 10, 2, -1), V, r"^decay_steps must be an integer >= 0, got -1$"),
+    (
+        lambda: wsd(0.1, 10, 2, 3, shape="step"),
+        V,
+        r"^shape must be one of 'linear', .*, got 'step'$",
+    ),
+    (lambda: wsd(0.1, 10, 2, 3, shape=3), T, r"^shape must be one of"),
+    (lambda: wsd(0.1, 10, 2, 3, shape="exp"), V, r"^final_lr must be > 0"),
+    (lambda: wsd(0.1, 10, 2, 3, final_lr=0.5), V, r"^final_lr must be .* in \[0, peak_lr=0\.1\]"),
+    (lambda: wsd(0.1, 10, 2, 3, warmup_shape="exp"), V, r"^warmup_shape must be one of"),
+    (lambda: wsd(0.1, 10, 2, 3, init_lr=-1.0), V, r"^init_lr must be"),
+    (lambda: piecewise_constant([5, 5], [1, 2, 3]), V, r"^boundaries must be strictly increasing"),
+    (lambda: piecewise_constant([5, 3], [1, 2, 3]), V, r"^boundaries must be strictly increasing"),
+    (
+        lambda: piecewise_constant([0], [1, 2]),
+        V,
+        r"^boundaries\[0\] must be an integer >= 1, got 0$",
+    ),
+    (lambda: piecewise_constant([2.5], [1, 2]), T, r"^boundaries\[0\] must be an integer >= 1"),
+    (
+        lambda: piecewise_constant([5], [1.0]),
+        V,
+        r"^values must have len\(boundaries\) \+ 1 = 2 entries, got 1$",
+    ),
+    (
+        lambda: piecewise_constant([5], [1.0, -2.0]),
+        V,
+        r"^values\[1\] must be a finite real number >= 0",
+    ),
+    (lambda: piecewise_constant([5], [1.0, "x"]), T, r"^values\[1\] must be a finite real number"),
+    (lambda: piecewise_constant([5], "ab"), T, r"^values must be a sequence"),
+    (lambda: piecewise_constant(5, [1.0]), T, r"^boundaries must be a sequence"),
+    (lambda: sgdr(0.1, 0), V, r"^cycle_steps must be an integer >= 1"),
+    (lambda: sgdr(0.1, 10, cycle_mult=0), V, r"^cycle_mult must be an integer >= 1"),
+    (lambda: sgdr(0.1, 10, cycle_mult=1.5), T, r"^cycle_mult must be an integer >= 1"),
+    (
+        lambda: sgdr(0.1, 10, peak_decay=1.5),
+        V,
+        r"^peak_decay must be a finite real number in \[0, 1\], got 1\.5$",
+    ),
+    (lambda: sgdr(0.1, 10, peak_decay="1"), T, r"^peak_decay must be"),
+    (lambda: sgdr(0.1, 10, final_lr=1.0), V, r"^final_lr must be .* in \[0, peak_lr=0\.1\]"),
+    (lambda: join([constant(1.0)], [5]), V, r"^schedules must have len\(boundaries\) \+ 1 = 2"),
+    (lambda: join([constant(1.0), lambda t: 1.0], [5]), T, r"^schedules\[1\] must be a companion"),
+    (lambda: join([constant(1.0)] * 3, [5, 2]), V, r"^boundaries must be strictly increasing"),
+    (lambda: join(constant(1.0), [5]), T, r"^schedules must be a sequence"),
+    (
+        lambda: polynomial(0.1, 10, power=0.0),
+        V,
+        r"^power must be a finite real number > 0, got 0\.0$",
+    ),
+    (lambda: polynomial(0.1, 10, power=True), T, r"^power must be"),
+    (lambda: polynomial(0.1, 10, final_lr=0.2), V, r"^final_lr must be .* in \[0, peak_lr=0\.1\]"),
+    (
+        lambda: polynomial(0.1, 10, warmup_steps=11),
+        V,
+        r"^warmup_steps must be an integer in \[0, total_steps=10\]",
+    ),
+    (
+        lambda: exponential(0.1, 0.0),
+        V,
+        r"^decay_rate must be a finite real number in \(0, 1\], got 0\.0$",
+    ),
+    (lambda: exponential(0.1, 1.5), V, r"^decay_rate must be a finite real number in \(0, 1\]"),
+    (lambda: exponential(0.1, 0.9, decay_steps=0), V, r"^decay_steps must be an integer >= 1"),
+    (lambda: exponential(0.1, 0.9, staircase=1), T, r"^staircase must be True or False, got 1$"),
+    (
+        lambda: exponential(0.1, 0.9, final_lr=0.2),
+        V,
+        r"^final_lr must be .* in \[0, peak_lr=0\.1\]",
+    ),
+    (lambda: exponential(0.1, 0.9, warmup_steps=-1), V, r"^warmup_steps must be an integer >= 0"),
+    (lambda: inverse_sqrt(0.1, 0), V, r"^timescale must be given"),
+    (lambda: inverse_sqrt(0.1, 10, timescale=0), V, r"^timescale must be an integer >= 1, got 0$"),
+    (lambda: inverse_sqrt(0.1, 10, timescale=2.5), T, r"^timescale must be an integer >= 1"),
+    (lambda: inverse_sqrt(-0.1, 10), V, r"^peak_lr must be a finite real number >= 0"),
+    (lambda: one_cycle(0.1, 0), V, r"^total_steps must be an integer >= 1"),
+    (
+        lambda: one_cycle(0.1, 100, pct_start=1.5),
+        V,
+        r"^pct_start must be a finite real number in \[0, 1\], got 1\.5$",
+    ),
+    (
+        lambda: one_cycle(0.1, 100, pct_start=0.6, three_phase=True),
+        V,
+        r"^pct_start must be in \[0, 0\.5\] when three_phase=True",
+    ),
+    (
+        lambda: one_cycle(0.1, 100, anneal="cosine"),
+        V,
+        r"^anneal must be one of 'cos', 'linear', got 'cosine'$",
+    ),
+    (
+        lambda: one_cycle(0.1, 100, div_factor=0),
+        V,
+        r"^div_factor must be a finite real number > 0, got 0$",
+    ),
+    (lambda: one_cycle(0.1, 100, final_div_factor=nan), V, r"^final_div_factor must be"),
+    (lambda: one_cycle(0.1, 100, three_phase="yes"), T, r"^three_phase must be True or False"),
 ]
 
 
-@pytest.mark.parametrize(("make", "match"), BAD)
-def test_bad_input_raises_value_error_naming_argument_and_range(make, match):
+@pytest.mark.parametrize(("make", "error", "match"), BAD)
+def test_bad_input_raises_naming_argument_range_and_value(make, error, match):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        with pytest.raises(ValueError, match=match):
+        with pytest.raises(error, match=match) as info:
             make()
+    assert type(info.value) is error

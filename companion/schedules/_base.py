@@ -130,23 +130,28 @@ def fill(
     steps: _Steps,
     lo: int,
     hi: int | None,
-    fn: Callable[[np.ndarray], np.ndarray],
+    fn: Callable[[np.ndarray], np.ndarray] | float,
 ) -> Any:
     """Set ``out[i] = fn(t[i])`` for the steps ``lo <= t[i] < hi`` (``hi=None``: no bound).
 
     ``out`` is an array, or a float standing for an array filled with it (allocated
     only if needed); the result (possibly a new array) is returned. ``fn`` returns a
-    new array.
+    new array, or is a float: the value of every selected step.
     """
     t = steps.t
     sel = steps.select(lo, hi)
     n = sel.stop - sel.start if isinstance(sel, slice) else int(np.count_nonzero(sel))
     if n == 0:
         return out
+    if not callable(fn):
+        if n == t.size or not isinstance(out, np.ndarray) and out == fn:
+            return fn
+        out = as_array(out, t)
+        out[sel] = fn
+        return out
     if n == t.size:
         return fn(t)
-    if not isinstance(out, np.ndarray):
-        out = np.full(t.shape, out, dtype=np.float64)
+    out = as_array(out, t)
     out[sel] = fn(t[sel])
     return out
 
@@ -168,11 +173,17 @@ class _Join(Schedule):
         steps, out = _Steps(t), 0.0
         starts, ends = (0, *self.boundaries), (*self.boundaries, None)
         for s, lo, hi in zip(self.schedules, starts, ends, strict=True):
-            out = fill(out, steps, lo, hi, lambda x, s=s, lo=lo: s._evaluate(x - lo))
+            fn = s.lr if isinstance(s, _Constant) else _shifted(s, lo)
+            out = fill(out, steps, lo, hi, fn)
         return as_array(out, t)
 
     def __repr__(self) -> str:
         return f"join({_fmt(self.schedules)}, boundaries={_fmt(self.boundaries)})"
+
+
+def _shifted(s: Schedule, lo: int) -> Callable[[np.ndarray], np.ndarray]:
+    """``s`` on its own step count, for the steps from ``lo`` on."""
+    return (lambda x: s._evaluate(x - lo)) if lo else s._evaluate
 
 
 def chain(*phases: tuple[Schedule, int | None]) -> Schedule:
