@@ -38,9 +38,17 @@ from __future__ import annotations
 
 import numpy as np  # noqa: F401 - the examples use np
 
-from ._base import WARMUP_SHAPES, WSD_SHAPES, Schedule, join
+from . import _base, _peers
+from ._base import Schedule, join
 from ._classic import constant, cosine, linear_warmup, piecewise_constant, sgdr, wsd
-from ._peers import ONE_CYCLE_ANNEALS, exponential, inverse_sqrt, one_cycle, polynomial
+from ._peers import exponential, inverse_sqrt, one_cycle, polynomial
+
+#: The cooldown shapes of :func:`wsd`.
+WSD_SHAPES = _base.WSD_SHAPES
+#: The warmup shapes of :func:`cosine` and :func:`wsd`.
+WARMUP_SHAPES = _base.WARMUP_SHAPES
+#: The annealing strategies of :func:`one_cycle` (PyTorch's ``anneal_strategy``).
+ONE_CYCLE_ANNEALS = _peers.ONE_CYCLE_ANNEALS
 
 __all__ = [
     "Schedule",
