@@ -1,4 +1,4 @@
-"""The schedules practitioners bring from other libraries, against those libraries.
+"""companion.schedules against the libraries practitioners come from.
 
 torch's schedulers are driven on a real optimizer and read back with ``get_last_lr()``;
 optax's ``polynomial_schedule`` / ``exponential_decay`` and Hugging Face's
@@ -17,7 +17,16 @@ import numpy as np
 import pytest
 import torch
 
-from companion.schedules import exponential, inverse_sqrt, one_cycle, polynomial
+from companion.schedules import (
+    cosine,
+    exponential,
+    inverse_sqrt,
+    linear_warmup,
+    one_cycle,
+    piecewise_constant,
+    polynomial,
+    sgdr,
+)
 
 ULP = np.finfo(np.float64).eps  # 2.2e-16
 
@@ -35,12 +44,69 @@ def torch_lrs(make, n, lr):
     return np.array(out)
 
 
+def run(s, n):
+    return s(np.arange(n))
+
+
 def assert_close(ours, theirs, rel):
     """Equal to ``rel`` relative to the peak (the values span many orders of magnitude)."""
     ours, theirs = np.asarray(ours), np.asarray(theirs)
     assert ours.shape == theirs.shape
     scale = np.max(np.abs(theirs))
     np.testing.assert_array_less(np.abs(ours - theirs), rel * scale + 1e-300)
+
+
+# ----------------------------------------------------------------------------- torch's closed forms
+
+
+@pytest.mark.parametrize(("T", "eta_min"), [(1, 0.0), (7, 0.0), (100, 0.01), (1000, 0.0)])
+def test_cosine_vs_torch_cosine_annealing(T, eta_min):
+    peak = 0.1
+    ours = run(cosine(peak, T, final_lr=eta_min), T + 1)
+    chained = torch_lrs(
+        lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T, eta_min), T + 1, peak
+    )
+    np.testing.assert_allclose(ours, chained, rtol=1e-9, atol=1e-14)
+    # torch's closed form, evaluated directly
+    p = torch.nn.Parameter(torch.zeros(1))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(torch.optim.SGD([p], lr=peak), T, eta_min)
+    closed = []
+    for t in range(T + 1):
+        sched.last_epoch = t
+        closed.append(sched._get_closed_form_lr()[0])
+    assert_close(ours, closed, 2 * ULP)
+
+
+def test_piecewise_vs_torch_multistep():
+    lr, gamma, milestones = 0.1, 0.1, [30, 60, 80]
+    ours = run(piecewise_constant(milestones, [lr * gamma**i for i in range(4)]), 120)
+    theirs = torch_lrs(
+        lambda o: torch.optim.lr_scheduler.MultiStepLR(o, milestones, gamma), 120, lr
+    )
+    np.testing.assert_allclose(ours, theirs, rtol=1e-14)
+    # section 6.4's two-stage strategy is MultiStepLR with gamma = 1/4, exactly
+    theirs = torch_lrs(lambda o: torch.optim.lr_scheduler.MultiStepLR(o, [50], 0.25), 100, 0.1)
+    assert np.array_equal(run(piecewise_constant([50], [0.1, 0.025]), 100), theirs)
+
+
+@pytest.mark.parametrize("W", [2, 5, 50])
+def test_linear_warmup_vs_torch_linear_lr(W):
+    peak = 0.3
+    ours = run(linear_warmup(peak, W), 3 * W)
+    theirs = torch_lrs(
+        lambda o: torch.optim.lr_scheduler.LinearLR(o, 1 / W, 1.0, total_iters=W - 1), 3 * W, peak
+    )
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12)
+
+
+@pytest.mark.parametrize(("C", "m", "eta_min"), [(10, 1, 0.0), (5, 2, 0.01), (3, 3, 0.0)])
+def test_sgdr_vs_torch_warm_restarts(C, m, eta_min):
+    peak = 0.2
+    ours = run(sgdr(peak, C, cycle_mult=m, final_lr=eta_min), 300)
+    theirs = torch_lrs(
+        lambda o: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(o, C, m, eta_min), 300, peak
+    )
+    assert_close(ours, theirs, 2 * ULP)  # torch's closed form, evaluated at every step
 
 
 # ----------------------------------------------------------------------------- peers' formulas
