@@ -312,6 +312,9 @@ def noisy_quadratic_second_moment(
     0.016048
     >>> round(noisy_quadratic_second_moment(two_stage[::-1], 1.0, 1.0, 10.0), 4)
     0.0528
+    >>> from companion.schedules import cosine
+    >>> round(noisy_quadratic_second_moment(cosine(0.1, 100)(np.arange(100)), 1.0, 1.0, 10.0), 4)
+    0.0183
     """
     arr = check_real_array("lrs", lrs, low=0, nonempty=False)
     h = check_real("curvature", curvature, low=0)
