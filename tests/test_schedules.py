@@ -235,6 +235,13 @@ def test_two_stage_strategy_of_section_64():
 # ----------------------------------------------------------------------------- properties
 
 
+def ramp_slope(peak, init, W, shape):
+    """The largest step-to-step change of a warmup (0 without one)."""
+    if W == 0:
+        return 0.0
+    return (peak - init) / W * (math.pi / 2 if shape == "cosine" else 1.0)
+
+
 @st.composite
 def cases(draw):
     """A random schedule with what the properties need to know about it.
@@ -254,7 +261,7 @@ def cases(draw):
     final = peak * draw(st.floats(0.0, 1.0))
     inf = math.inf
     if kind in ("poly", "exp", "isqrt"):
-        W = draw(st.integers(0, 200))
+        W, T = draw(st.integers(0, 200)), math.inf
         if kind == "poly":
             T = draw(st.integers(max(W, 1), 2000))
             s = polynomial(peak, T, draw(st.floats(0.1, 5.0)), final, min(W, T))
@@ -264,7 +271,7 @@ def cases(draw):
         else:
             s, final = inverse_sqrt(peak, W, timescale=draw(st.integers(1, 500))), 0.0
         horizon = W + 2000
-        up, down = [(0, W + 1)], [(max(W - 1, 0), horizon)]
+        up, down = [(0, min(W + 1, T))], [(max(W - 1, 0), horizon)]
         return s, horizon, final, peak, up, down, lambda t: inf, [W - 1, W]
     if kind == "onecycle":
         T = draw(st.integers(1, 2000))
@@ -273,7 +280,9 @@ def cases(draw):
         div, final_div = draw(st.floats(1.0, 100.0)), draw(st.floats(1.0, 1e4))
         s = one_cycle(peak, T, pct, draw(st.sampled_from(["cos", "linear"])), div, final_div, three)
         low = peak / div / final_div
-        return s, T + 10, low * (1 - 1e-15), peak, [], [], lambda t: inf, [T - 1, T]
+        top = math.floor(pct * T - 1) + 1  # the rise holds the steps t <= pct * T - 1
+        up, down = [(0, max(top, 0))], [(max(top, 0), T + 10)]
+        return s, T + 10, low * (1 - 1e-15), peak, up, down, lambda t: inf, [top - 1, top, T]
     if kind == "warmup":
         W = draw(st.integers(1, 500))
         init = draw(st.floats(0.0, 1.0)) * peak
@@ -283,9 +292,11 @@ def cases(draw):
     if kind == "cosine":
         T = draw(st.integers(1, 2000))
         W = draw(st.integers(0, T))
-        s = cosine(peak, T, final_lr=final, warmup_steps=W)
+        init, warm = draw(st.floats(0.0, 1.0)) * peak, draw(st.sampled_from(S.WARMUP_SHAPES))
+        s = cosine(peak, T, final_lr=final, warmup_steps=W, init_lr=init, warmup_shape=warm)
         slope = max(
-            peak / W if W else 0.0, (peak - final) * math.pi / (2 * (T - W)) if T > W else 0
+            ramp_slope(peak, init, W, warm),
+            (peak - final) * math.pi / (2 * (T - W)) if T > W else 0,
         )
 
         def jump(t):
@@ -327,7 +338,8 @@ def cases(draw):
     shape = draw(st.sampled_from(S.WSD_SHAPES))
     if shape == "exp":
         final = peak * draw(st.floats(1e-3, 1.0))
-    s = wsd(peak, T, W, D, shape=shape, final_lr=final)
+    init, warm = draw(st.floats(0.0, 1.0)) * peak, draw(st.sampled_from(S.WARMUP_SHAPES))
+    s = wsd(peak, T, W, D, shape=shape, final_lr=final, init_lr=init, warmup_shape=warm)
     gap = peak - final
     if D:
         decay = {
@@ -339,7 +351,7 @@ def cases(draw):
         }[shape]
     else:
         decay = 0.0
-    slope = max(peak / W if W else 0.0, decay)
+    slope = max(ramp_slope(peak, init, W, warm), decay)
 
     def jump(t):
         return inf if (D == 0 and t == T - 1) else slope
