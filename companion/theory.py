@@ -174,11 +174,15 @@ def min_warmup_steps(peak_lr: float, L0: float) -> int:
     return math.floor(peak * L0 / 2.0) + 1
 
 
-def _points(name: str, value: Any) -> Any:
-    """Steps at which a formula is evaluated: a real number >= 0, or an array of them."""
-    if is_real_scalar(value):
-        return check_real(name, value, low=0)
-    return check_real_array(name, value, low=0, ndim=None, nonempty=False)
+def _taylor(peak_lr: Any, name: str, steps: Any, total_steps: Any, formula: Any) -> Any:
+    """``formula(peak, x, T)`` at the checked steps ``x``: a float for a number, else an array."""
+    peak = check_real("peak_lr", peak_lr, low=0)
+    if is_real_scalar(steps):
+        x: Any = check_real(name, steps, low=0)
+    else:
+        x = check_real_array(name, steps, low=0, ndim=None, nonempty=False)
+    out = formula(peak, x, check_integer("total_steps", total_steps, low=1))
+    return float(out) if np.ndim(out) == 0 else out
 
 
 def cosine_early_approx(peak_lr: float, t: npt.ArrayLike, total_steps: int) -> Any:
@@ -212,11 +216,9 @@ def cosine_early_approx(peak_lr: float, t: npt.ArrayLike, total_steps: int) -> A
     >>> round(cosine_early_approx(1.0, 10, 100), 6)
     0.975326
     """
-    peak = check_real("peak_lr", peak_lr, low=0)
-    x = _points("t", t)
-    T = check_integer("total_steps", total_steps, low=1)
-    out = peak * (1.0 - np.pi**2 * np.square(x) / (4.0 * T**2))
-    return float(out) if np.ndim(out) == 0 else out
+    return _taylor(
+        peak_lr, "t", t, total_steps, lambda p, x, T: p * (1.0 - np.pi**2 * x**2 / (4.0 * T**2))
+    )
 
 
 def cosine_late_approx(peak_lr: float, k: npt.ArrayLike, total_steps: int) -> Any:
@@ -248,11 +250,7 @@ def cosine_late_approx(peak_lr: float, k: npt.ArrayLike, total_steps: int) -> An
     >>> round(cosine_late_approx(1.0, 10, 100), 6)
     0.024674
     """
-    peak = check_real("peak_lr", peak_lr, low=0)
-    x = _points("k", k)
-    T = check_integer("total_steps", total_steps, low=1)
-    out = peak * np.pi**2 / 4.0 * np.square(np.divide(x, T))
-    return float(out) if np.ndim(out) == 0 else out
+    return _taylor(peak_lr, "k", k, total_steps, lambda p, x, T: p * np.pi**2 / 4.0 * (x / T) ** 2)
 
 
 def noisy_quadratic_second_moment(

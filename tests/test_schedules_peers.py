@@ -44,6 +44,17 @@ def torch_lrs(make, n, lr):
     return np.array(out)
 
 
+def torch_closed(make, n, lr):
+    """torch's closed form (``_get_closed_form_lr``) at the steps 0..n-1."""
+    p = torch.nn.Parameter(torch.zeros(1))
+    sched = make(torch.optim.SGD([p], lr=lr))
+    out = []
+    for t in range(n):
+        sched.last_epoch = t
+        out.append(sched._get_closed_form_lr()[0])
+    return np.array(out)
+
+
 def run(s, n):
     return s(np.arange(n))
 
@@ -67,13 +78,9 @@ def test_cosine_vs_torch_cosine_annealing(T, eta_min):
         lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T, eta_min), T + 1, peak
     )
     np.testing.assert_allclose(ours, chained, rtol=1e-9, atol=1e-14)
-    # torch's closed form, evaluated directly
-    p = torch.nn.Parameter(torch.zeros(1))
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(torch.optim.SGD([p], lr=peak), T, eta_min)
-    closed = []
-    for t in range(T + 1):
-        sched.last_epoch = t
-        closed.append(sched._get_closed_form_lr()[0])
+    closed = torch_closed(
+        lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T, eta_min), T + 1, peak
+    )
     assert_close(ours, closed, 2 * ULP)
 
 
@@ -154,13 +161,10 @@ def test_polynomial_equals_torch_polynomial_lr(T, power):
     )
     assert_close(ours, theirs, 64 * ULP)  # torch's recursion drifts a little
     assert np.all(ours[T:] == 0.0)
-    # torch's closed form, evaluated directly: the same operations but for numpy's pow
-    p = torch.nn.Parameter(torch.zeros(1))
-    sched = torch.optim.lr_scheduler.PolynomialLR(torch.optim.SGD([p], lr=peak), T, power)
-    closed = []
-    for t in range(T + 5):
-        sched.last_epoch = t
-        closed.append(sched._get_closed_form_lr()[0])
+    # torch's closed form: the same operations but for numpy's pow
+    closed = torch_closed(
+        lambda o: torch.optim.lr_scheduler.PolynomialLR(o, total_iters=T, power=power), T + 5, peak
+    )
     assert_close(ours, closed, 2 * ULP)
 
 
@@ -199,7 +203,7 @@ def test_exponential_equals_torch_exponential_lr(gamma):
     theirs = torch_lrs(lambda o: torch.optim.lr_scheduler.ExponentialLR(o, gamma), n, peak)
     # torch multiplies by gamma once per step: up to ~t/2 ulp of drift after t steps
     np.testing.assert_allclose(ours, theirs, rtol=n * ULP, atol=0)
-    closed = [peak * gamma**t for t in range(n)]  # torch's closed form
+    closed = torch_closed(lambda o: torch.optim.lr_scheduler.ExponentialLR(o, gamma), n, peak)
     np.testing.assert_allclose(ours, closed, rtol=2 * ULP, atol=0)
 
 
