@@ -279,10 +279,11 @@ def noisy_quadratic_second_moment(
           + \sigma^2 \sum_{t=0}^{T-1} \eta_t^2 \prod_{s=t+1}^{T-1} (1 - \eta_s h)^2.
 
     Unlike Lemma 6.2.1's bound, this last-iterate value depends on the *order* of
-    the rates. With section 6.4's quadratic (:math:`h = \sigma^2 = 1`, :math:`w_0 = 10`,
-    :math:`T = 100`) it is 0.0526 for constant 0.1, 0.0160 (0.016048) for 50 steps of
-    0.1 then 50 of 0.025, 0.0528 for the reverse, and 0.0183 for ``cosine(0.1, 100)``
-    (see the examples).
+    the rates. With section 6.4's quadratic, which shares the worked example's constants
+    (:math:`h = L = 1`, :math:`\sigma^2 = 2`, :math:`w_0 = 10\sqrt2` so that
+    :math:`\Delta = 100`, :math:`T = 100`), it is 0.1053 for constant 0.1, 0.0321 for 50
+    steps of 0.1 then 50 of 0.025, 0.1057 for the reverse, and 0.0367 for
+    ``cosine(0.1, 100)`` (see the examples).
 
     Parameters
     ----------
@@ -303,16 +304,17 @@ def noisy_quadratic_second_moment(
 
     Examples
     --------
-    >>> round(noisy_quadratic_second_moment([0.1] * 100, 1.0, 1.0, 10.0), 4)
-    0.0526
+    >>> w0 = 10 * np.sqrt(2)
+    >>> round(noisy_quadratic_second_moment([0.1] * 100, 1.0, 2.0, w0), 4)
+    0.1053
     >>> two_stage = [0.1] * 50 + [0.025] * 50
-    >>> round(noisy_quadratic_second_moment(two_stage, 1.0, 1.0, 10.0), 6)
-    0.016048
-    >>> round(noisy_quadratic_second_moment(two_stage[::-1], 1.0, 1.0, 10.0), 4)
-    0.0528
+    >>> round(noisy_quadratic_second_moment(two_stage, 1.0, 2.0, w0), 4)
+    0.0321
+    >>> round(noisy_quadratic_second_moment(two_stage[::-1], 1.0, 2.0, w0), 4)
+    0.1057
     >>> from companion.schedules import cosine
-    >>> round(noisy_quadratic_second_moment(cosine(0.1, 100)(np.arange(100)), 1.0, 1.0, 10.0), 4)
-    0.0183
+    >>> round(noisy_quadratic_second_moment(cosine(0.1, 100)(np.arange(100)), 1.0, 2.0, w0), 4)
+    0.0367
     """
     arr = check_real_array("lrs", lrs, low=0, nonempty=False)
     h = check_real("curvature", curvature, low=0)
