@@ -18,6 +18,7 @@ from companion.problems._quadratics import (
     falling_sharpness,
     noise_ball_second_moment,
     noisy_quadratic_sgd,
+    quadratic_gd_losses,
     quadratic_gd_steps,
     scripted_quadratic_path,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "mlp",
     "noise_ball_second_moment",
     "noisy_quadratic_sgd",
+    "quadratic_gd_losses",
     "quadratic_gd_steps",
     "reddi_gradients",
     "run_on_gradients",

@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from companion._validation import (
     check_integer,
     check_real,
     check_real_array,
+    check_steps,
     is_real_scalar,
 )
 
@@ -25,6 +27,7 @@ __all__ = [
     "falling_sharpness",
     "noise_ball_second_moment",
     "noisy_quadratic_sgd",
+    "quadratic_gd_losses",
     "quadratic_gd_steps",
     "scripted_quadratic_path",
 ]
@@ -55,6 +58,58 @@ def quadratic_gd_steps(
     f = 0.5 * (curvatures * w**2).sum(axis=1)
     hit = np.flatnonzero(f <= tol)
     return int(hit[0]) if hit.size else None
+
+
+def quadratic_gd_losses(
+    curvatures: npt.ArrayLike, lrs: npt.ArrayLike | float, w0: npt.ArrayLike, steps: npt.ArrayLike
+) -> np.ndarray:
+    r"""Relative loss :math:`f(w_t)/f(w_0)` of gradient descent on a diagonal quadratic.
+
+    Section 6.1: on :math:`f(w) = \tfrac12\sum_i h_i w_i^2`, gradient descent with a rate
+    :math:`\eta_i` per coordinate (or one rate for all) has the closed form
+    :math:`w_{t,i} = (1 - \eta_i h_i)^t\, w_{0,i}`, so
+
+    .. math:: \frac{f(w_t)}{f(w_0)} = \frac{\sum_i h_i (1-\eta_i h_i)^{2t} w_{0,i}^2}
+              {\sum_i h_i w_{0,i}^2} .
+
+    Parameters
+    ----------
+    curvatures : array_like
+        The curvatures :math:`h_i > 0` (1-d, length :math:`d`).
+    lrs : float or array_like
+        One rate :math:`\eta \ge 0` for every coordinate, or :math:`d` rates :math:`\eta_i`.
+    w0 : array_like
+        The initial point (length :math:`d`, not all zero).
+    steps : int or array_like of int
+        The steps :math:`t \ge 0` at which to evaluate.
+
+    Returns
+    -------
+    numpy.ndarray
+        :math:`f(w_t)/f(w_0)` for each step, with the shape of ``steps``.
+
+    Examples
+    --------
+    >>> quadratic_gd_losses([1.0, 100.0], 0.01, [1.0, 1.0], [0, 1, 2]).round(4)
+    array([1.    , 0.0097, 0.0095])
+    """
+    h = check_real_array("curvatures", curvatures, low=0.0, low_open=True)
+    if is_real_scalar(lrs):
+        eta = np.full_like(h, check_real("lrs", lrs, low=0.0))
+    else:
+        eta = check_real_array("lrs", lrs, low=0.0)
+        if eta.shape != h.shape:
+            raise ValueError(f"lrs must be one rate or {h.size} rates, got shape {eta.shape}")
+    start = check_real_array("w0", w0)
+    if start.shape != h.shape:
+        raise ValueError(f"w0 must have {h.size} entries like curvatures, got shape {start.shape}")
+    if not np.any(start != 0.0):
+        raise ValueError("w0 must not be all zero (f(w0) = 0 leaves nothing to reduce)")
+    t = np.asarray(check_steps(steps, "steps"))
+    weights = h * start**2
+    factors = (1.0 - eta * h) ** 2
+    losses = (factors ** t[..., None].astype(np.float64)) @ weights
+    return losses / weights.sum()
 
 
 # --- used by section 6.4 -------------------------------------------------------------
