@@ -198,9 +198,9 @@ class SGD(CompanionOptimizer):
         Multi-tensor path (``True``), reference path (``False``) or torch's choice (``None``).
     fused : bool, optional
         PyTorch's fused SGD kernel (with a number ``weight_decay``).
-    capturable, differentiable : bool
-        Accepted as ``False`` only, as ``torch.optim`` spells them; ``True`` raises
-        ``ValueError`` with the reason.
+    differentiable : bool
+        Accepted as ``False`` only, as ``torch.optim.SGD`` spells it; ``True`` raises
+        ``ValueError`` with the reason (the update is in place, under ``no_grad``).
 
     Examples
     --------
@@ -230,7 +230,6 @@ class SGD(CompanionOptimizer):
         foreach: bool | None = None,
         differentiable: bool = False,
         fused: bool | None = None,
-        capturable: bool = False,
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -242,7 +241,6 @@ class SGD(CompanionOptimizer):
             foreach=foreach,
             differentiable=differentiable,
             fused=fused,
-            capturable=capturable,
         )
         super().__init__(params, defaults)
 
