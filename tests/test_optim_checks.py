@@ -297,3 +297,23 @@ def test_no_warning_from_the_checks_in_normal_use():
             set_grads(params, 0)
             opt.step()
             opt.load_state_dict(opt.state_dict())
+
+
+@pytest.mark.parametrize("name", list(SETUPS))
+def test_a_hyperparameter_edited_in_place_between_steps_is_checked(name):
+    """The step re-checks what changed, a list's element included, before any change."""
+    params = make_params()
+    opt = make(name, params)
+    set_grads(params, 0)
+    opt.step()
+    key, bad = ("momentum", -1.0) if name == "SGD" else ("betas", 1.5)
+    if key == "betas":
+        opt.param_groups[0]["betas"] = [0.9, 0.999]
+        opt.step()
+        opt.param_groups[0]["betas"][0] = bad  # in place
+    else:
+        opt.param_groups[0][key] = bad
+    before = snapshot(opt, params)
+    with pytest.raises(ValueError, match=key):
+        opt.step()
+    assert_same(snapshot(opt, params), before)

@@ -301,9 +301,20 @@ class CompanionOptimizer(Optimizer, metaclass=ABCMeta):
         return foreach
 
     def _check_before_step(self, amp: bool) -> None:
-        """Everything that can make a step fail is checked here, before any tensor changes."""
+        """Everything that can make a step fail is checked here, before any tensor changes.
+
+        A group's hyperparameters are checked again whenever they differ from the last
+        ones that passed (a NaN never equals itself, so it is always re-checked), and at
+        every step where one of them is a tensor, whose value may change in place.
+        """
+        passed = self.__dict__.setdefault("_passed", {})
         for gi, group in enumerate(self.param_groups):
-            self._check_options(group, at_step=True)
+            hyper = [(k, tuple(v) if isinstance(v, list) else v) for k, v in group.items()]
+            del hyper[next(i for i, (k, _) in enumerate(hyper) if k == "params")]
+            has_tensor = any(isinstance(v, Tensor) for _, v in hyper)
+            if has_tensor or passed.get(gi) != hyper:
+                self._check_options(group, at_step=True)
+                passed[gi] = None if has_tensor else hyper
             fused = bool(group.get("fused"))
             if not fused and amp:
                 raise RuntimeError(
