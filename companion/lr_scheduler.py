@@ -6,11 +6,12 @@ parameter group's learning rate to
 
 .. math::
 
-    \eta^{(g)}_t = s(t)\,\frac{\alpha^{(g)}}{\alpha}\, m_t,
+    \eta^{(g)}_t = s(t)\,\frac{\alpha^{(g)}}{\alpha}\, \rho,
 
 where :math:`s` is the schedule, :math:`\alpha^{(g)}` the group's initial learning
-rate, :math:`\alpha` = ``optimizer.defaults["lr"]`` and :math:`m_t` an optional
-stateful multiplier such as :class:`companion.river.River` (section 6.5). The
+rate, :math:`\alpha` = ``optimizer.defaults["lr"]`` and :math:`\rho` the current value
+of an optional stateful multiplier such as :class:`companion.river.River` (section 6.5;
+in its default loop :math:`\rho = \rho_{t-2}`). The
 schedule is a closed form, so the scheduler's only state is the step count (plus
 the multiplier's state): a reloaded scheduler continues exactly.
 
@@ -20,7 +21,7 @@ The training loop (the learning rate of step :math:`t` never sees batch :math:`t
     losses.mean().backward()
     optimizer.step(); optimizer.zero_grad()
     river.observe(losses.detach())      # after the step
-    scheduler.step()                    # sets the next lr = s(t+1) * m
+    scheduler.step()                    # sets the next lr = s(t+1) * rho
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class ScheduledLR(LRScheduler):
     with :math:`r_g = \alpha^{(g)}/\alpha` (the group's ``initial_lr`` over
     ``optimizer.defaults["lr"]``), so a group created with half the base learning
     rate follows half the schedule. After the :math:`k`-th call of :meth:`step` it is
-    :math:`s(k)\cdot r_g\cdot m` with :math:`m` the multiplier's current value.
+    :math:`s(k)\cdot r_g\cdot \rho` with :math:`\rho` the multiplier's current value.
 
     The schedule's values *are* the learning rate; the optimizer's ``lr`` only sets the
     ratios between groups. A group added with ``optimizer.add_param_group`` after
@@ -210,18 +211,26 @@ class ScheduledLR(LRScheduler):
 
     # -------------------------------------------------------------------- lr values
 
-    def _factor(self, t: int) -> float | Tensor | None:
-        """The multiplier's value, checked wherever reading it is free (see Notes)."""
+    def _factor(self, t: int) -> tuple[float | Tensor | None, float | None]:
+        """The multiplier's value and, where reading it is free, that value as a float.
+
+        What is read is checked (see Notes): a number, or a tensor on the CPU.
+        """
         if self.multiplier is None:
-            return None
+            return None, None
         m = self.multiplier.multiplier
         name = f"the multiplier at step t={t}"
-        if isinstance(m, Tensor):
-            m = m.detach()
-            if m.device.type == "cpu":
-                check_real(name, m, low=0, allow_tensor=True)
-            return m
-        return check_real(name, m, low=0)
+        if not isinstance(m, Tensor):
+            m = check_real(name, m, low=0)
+            return m, m
+        m = m.detach()
+        if m.device.type != "cpu":
+            return m, None  # not read: that would wait for the device
+        check_real(name, m, low=0, allow_tensor=True, read_tensor=False)  # shape and dtype
+        value = float(m)
+        if not (math.isfinite(value) and value >= 0):
+            check_real(name, m, low=0, allow_tensor=True)  # raises, showing the tensor
+        return m, value
 
     def _values(self, t: int, multiplied: bool) -> tuple[list[float | Tensor], list[float]]:
         """The learning rate of every group at step ``t`` and the groups' ratios, checked.
@@ -229,12 +238,11 @@ class ScheduledLR(LRScheduler):
         Nothing is written: a refused value leaves everything as it was.
         """
         s = _schedule_value(self.schedule, t)
-        m = self._factor(t) if multiplied else None
+        m, m_float = self._factor(t) if multiplied else (None, None)
         groups = self.optimizer.param_groups
         ratios = self._ratios + [
             self._ratio(g, i) for i, g in enumerate(groups) if i >= len(self._ratios)
         ]
-        m_float: float | None = None  # a tensor multiplier read once, for float-lr groups
         out: list[float | Tensor] = []
         for group, ratio in zip(groups, ratios, strict=True):
             base = s * ratio
@@ -245,8 +253,8 @@ class ScheduledLR(LRScheduler):
             elif isinstance(group["lr"], Tensor) or self._writes_tensor_lr(m):
                 out.append(m * base)
             else:
-                if m_float is None:
-                    m_float = float(m)  # waits for the device: use a tensor lr to avoid it
+                if m_float is None:  # read once; waits for the device: use a tensor lr
+                    m_float = float(m)
                 out.append(base * m_float)
         return out, ratios
 
