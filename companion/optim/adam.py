@@ -249,7 +249,12 @@ class AdamW(_AdamFamily):
     {flags}
     decay : {"torch", "paper"}
         The decay convention (above). ``fused=True`` serves both: the paper convention is
-        torch's kernel with :math:`\lambda/\alpha`.
+        torch's kernel with :math:`\lambda/\alpha`. With ``"paper"`` a step whose decay
+        factor :math:`1 - \gamma_t\lambda/\alpha` is :math:`\le 0` (a rate at or above
+        :math:`\alpha/\lambda`, e.g. any :math:`\lambda \ge 1` at :math:`\gamma_t = \alpha`)
+        is refused, naming the update and the numbers, before any weight changes; so is
+        :math:`\alpha \le 0`. Both are checked wherever the values are free to read (numbers,
+        CPU tensors; a tensor lr on an accelerator is not read inside :meth:`step`).
 
     Examples
     --------
