@@ -6,11 +6,12 @@ parameter group's learning rate to
 
 .. math::
 
-    \eta^{(g)}_t = s(t)\,\frac{\alpha^{(g)}}{\alpha}\, m_t,
+    \eta^{(g)}_t = s(t)\,\frac{\alpha^{(g)}}{\alpha}\, \rho,
 
 where :math:`s` is the schedule, :math:`\alpha^{(g)}` the group's initial learning
-rate, :math:`\alpha` = ``optimizer.defaults["lr"]`` and :math:`m_t` an optional
-stateful multiplier such as :class:`companion.river.River` (section 6.5). The
+rate, :math:`\alpha` = ``optimizer.defaults["lr"]`` and :math:`\rho` the current value
+of an optional stateful multiplier such as :class:`companion.river.River` (section 6.5;
+in its default loop :math:`\rho = \rho_{t-2}`). The
 schedule is a closed form, so the scheduler's only state is the step count (plus
 the multiplier's state): a reloaded scheduler continues exactly.
 
@@ -20,34 +21,38 @@ The training loop (the learning rate of step :math:`t` never sees batch :math:`t
     losses.mean().backward()
     optimizer.step(); optimizer.zero_grad()
     river.observe(losses.detach())      # after the step
-    scheduler.step()                    # sets the next lr = s(t+1) * m
+    scheduler.step()                    # sets the next lr = s(t+1) * rho
 """
 
 from __future__ import annotations
 
+import copy
 import math
-import numbers
+import warnings
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from torch import Tensor
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from companion._validation import check_flag, check_integer, check_real, is_real_scalar
 from companion.optim._base import CompanionOptimizer
 
 __all__ = ["ScheduledLR"]
 
+#: The two-learning-rates check: a factor between the optimizer's lr and the schedule's
+#: peak beyond which construction warns (see :meth:`ScheduledLR._warn_if_two_rates`).
+RATE_MISMATCH_FACTOR = 10.0
 
-def _as_float(value: Any, what: str) -> float:
-    """A Python float from a number or a 0-d tensor (used at construction only)."""
-    if isinstance(value, Tensor):
-        if value.numel() != 1:
-            raise ValueError(f"{what} must be a scalar, got a tensor of shape {tuple(value.shape)}")
-        return float(value.detach().cpu())
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{what} must be a real number, got {value!r}")
-    return float(value)
+
+def _schedule_value(schedule: Callable[[int], Any], t: int) -> float:
+    """``schedule(t)`` as a host float, refused unless a finite real number >= 0."""
+    value = schedule(t)
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    return float(check_real(f"the schedule's value at step t={t}", value, low=0, allow_tensor=True))
 
 
 class ScheduledLR(LRScheduler):
@@ -57,7 +62,12 @@ class ScheduledLR(LRScheduler):
     with :math:`r_g = \alpha^{(g)}/\alpha` (the group's ``initial_lr`` over
     ``optimizer.defaults["lr"]``), so a group created with half the base learning
     rate follows half the schedule. After the :math:`k`-th call of :meth:`step` it is
-    :math:`s(k)\cdot r_g\cdot m` with :math:`m` the multiplier's current value.
+    :math:`s(k)\cdot r_g\cdot \rho` with :math:`\rho` the multiplier's current value.
+
+    The schedule's values *are* the learning rate; the optimizer's ``lr`` only sets the
+    ratios between groups. A group added with ``optimizer.add_param_group`` after
+    construction takes its ratio from its own ``lr`` (recorded as its ``initial_lr``)
+    and follows the schedule from the next :meth:`step` on.
 
     Parameters
     ----------
@@ -66,14 +76,40 @@ class ScheduledLR(LRScheduler):
         ``defaults["lr"]`` must be a finite number > 0.
     schedule : callable
         ``schedule(t) -> float`` for an int ``t >= 0``, e.g. a
-        :mod:`companion.schedules` schedule.
+        :mod:`companion.schedules` schedule; every value must be a finite number
+        :math:`\ge 0`.
     multiplier : object, optional
         Anything with a ``multiplier`` attribute giving a float or a 0-d tensor, and
         optionally ``state_dict()`` / ``load_state_dict()`` (e.g. a
         :class:`companion.river.River`).
 
+    Warns
+    -----
+    UserWarning
+        When the optimizer's ``lr`` :math:`\alpha` and the schedule's peak
+        :math:`\eta_{\text{peak}}` (its ``peak_lr`` attribute where it has one, else its
+        value at step 0, whichever is larger) differ by more than a factor of
+        :data:`RATE_MISMATCH_FACTOR` (10) either way, unless :math:`\alpha = 1` (the
+        convention where group lrs are pure ratios) or the schedule starts and peaks at 0.
+        ``AdamW(lr=1e-3)`` with ``cosine(peak_lr=0.1)`` trains at 0.1, not 1e-3: pass the
+        schedule's peak as ``lr``.
+
+    Raises
+    ------
+    ValueError
+        From :meth:`step` (and at construction, and in :meth:`load_state_dict`) when the
+        schedule's value, or a multiplier read on the host, is NaN, infinite or negative;
+        the message names the step, and the learning rates and the step count are left
+        as they were.
+
     Notes
     -----
+    What is checked where: the schedule's value is a host float and is always checked;
+    a float multiplier, and a tensor multiplier on the CPU, are read (which costs
+    nothing) and checked; a tensor multiplier on an accelerator is *not* read -- that
+    would make every step wait for the device -- so its value reaches the optimizer
+    unchecked (:class:`companion.river.River` clips its own multiplier to a finite range).
+
     Where a group's ``lr`` is a tensor, it is written in place (``fill_`` or
     ``copy_``), so it stays the tensor the optimizer holds (e.g. for ``capturable``
     or ``fused`` Adam), and a tensor multiplier is applied on its device with no
@@ -112,28 +148,28 @@ class ScheduledLR(LRScheduler):
     ) -> None:
         # Everything is checked before the base class touches the optimizer.
         if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"{type(optimizer).__name__} is not an Optimizer")
+            raise TypeError(f"optimizer must be a torch Optimizer, got {type(optimizer).__name__}")
         if not callable(schedule):
-            raise ValueError(f"schedule must be callable as schedule(step), got {schedule!r}")
+            raise TypeError(f"schedule must be callable as schedule(step), got {schedule!r}")
         if multiplier is not None and not hasattr(multiplier, "multiplier"):
-            raise ValueError(
+            raise TypeError(
                 "multiplier must have a 'multiplier' attribute (a float or a 0-d tensor), "
                 f"got {type(multiplier).__name__}"
             )
         if "lr" not in optimizer.defaults:
             raise ValueError("optimizer.defaults must contain 'lr' (the base learning rate)")
-        base = _as_float(optimizer.defaults["lr"], 'optimizer.defaults["lr"]')
-        if not math.isfinite(base) or base <= 0.0:
-            raise ValueError(f'optimizer.defaults["lr"] must be a finite number > 0, got {base}')
-        ratios = []
-        for i, group in enumerate(optimizer.param_groups):
-            initial = _as_float(group.get("initial_lr", group["lr"]), f"param_groups[{i}] lr")
-            if not math.isfinite(initial) or initial < 0.0:
-                raise ValueError(f"param_groups[{i}] lr must be finite and >= 0, got {initial}")
-            ratios.append(initial / base)
-        first = schedule(0)
-        if isinstance(first, bool) or not isinstance(first, numbers.Real):
-            raise ValueError(f"schedule(0) must return a real number, got {first!r}")
+        self._base = float(
+            check_real(
+                'optimizer.defaults["lr"]',
+                optimizer.defaults["lr"],
+                low=0,
+                low_open=True,
+                allow_tensor=True,
+            )
+        )
+        ratios = [self._ratio(group, i) for i, group in enumerate(optimizer.param_groups)]
+        first = _schedule_value(schedule, 0)
+        self._warn_if_two_rates(schedule, first)
 
         self.schedule = schedule
         self.multiplier = multiplier
@@ -145,21 +181,70 @@ class ScheduledLR(LRScheduler):
         finally:
             self._constructing = False
 
+    def _ratio(self, group: dict[str, Any], i: int) -> float:
+        """The group's initial lr over the base lr (read once, when the group is first seen)."""
+        initial = check_real(
+            f"param_groups[{i}]'s initial lr",
+            group.get("initial_lr", group["lr"]),
+            low=0,
+            allow_tensor=True,
+        )
+        return float(initial) / self._base
+
+    def _warn_if_two_rates(self, schedule: Callable[[int], float], first: float) -> None:
+        """The two-learning-rates trap (the rule is in the class docstring, *Warns*)."""
+        peak = getattr(schedule, "peak_lr", None)
+        peak = max(first, float(peak) if is_real_scalar(peak) and math.isfinite(peak) else 0.0)
+        base = self._base
+        if base == 1.0 or peak == 0.0:
+            return
+        if max(peak / base, base / peak) > RATE_MISMATCH_FACTOR:
+            warnings.warn(
+                f"ScheduledLR: the optimizer's lr ({base:g}) and the schedule's peak "
+                f"({peak:g}) differ by a factor of {max(peak / base, base / peak):.3g}. The "
+                "schedule's values are the learning rate (the optimizer's lr only sets the "
+                f"ratios between groups), so this run trains at up to {peak:g}. Pass the "
+                "schedule's peak as the optimizer's lr (or lr=1.0 with per-group ratios).",
+                UserWarning,
+                stacklevel=3,
+            )
+
     # -------------------------------------------------------------------- lr values
 
-    def _factor(self) -> float | Tensor | None:
-        if self.multiplier is None:
-            return None
-        m = self.multiplier.multiplier
-        return m.detach() if isinstance(m, Tensor) else float(m)
+    def _factor(self, t: int) -> tuple[float | Tensor | None, float | None]:
+        """The multiplier's value and, where reading it is free, that value as a float.
 
-    def _values(self, t: int, multiplied: bool) -> list[float | Tensor]:
-        """The learning rate of every group at step ``t`` (a tensor where it must be one)."""
-        s = float(self.schedule(t))
-        m = self._factor() if multiplied else None
-        m_float: float | None = None  # a tensor multiplier read once, for float-lr groups
+        What is read is checked (see Notes): a number, or a tensor on the CPU.
+        """
+        if self.multiplier is None:
+            return None, None
+        m = self.multiplier.multiplier
+        name = f"the multiplier at step t={t}"
+        if not isinstance(m, Tensor):
+            m = check_real(name, m, low=0)
+            return m, m
+        m = m.detach()
+        if m.device.type != "cpu":
+            return m, None  # not read: that would wait for the device
+        check_real(name, m, low=0, allow_tensor=True, read_tensor=False)  # shape and dtype
+        value = float(m)
+        if not (math.isfinite(value) and value >= 0):
+            check_real(name, m, low=0, allow_tensor=True)  # raises, showing the tensor
+        return m, value
+
+    def _values(self, t: int, multiplied: bool) -> tuple[list[float | Tensor], list[float]]:
+        """The learning rate of every group at step ``t`` and the groups' ratios, checked.
+
+        Nothing is written: a refused value leaves everything as it was.
+        """
+        s = _schedule_value(self.schedule, t)
+        m, m_float = self._factor(t) if multiplied else (None, None)
+        groups = self.optimizer.param_groups
+        ratios = self._ratios + [
+            self._ratio(g, i) for i, g in enumerate(groups) if i >= len(self._ratios)
+        ]
         out: list[float | Tensor] = []
-        for group, ratio in zip(self.optimizer.param_groups, self._ratios, strict=True):
+        for group, ratio in zip(groups, ratios, strict=True):
             base = s * ratio
             if m is None:
                 out.append(base)
@@ -168,19 +253,23 @@ class ScheduledLR(LRScheduler):
             elif isinstance(group["lr"], Tensor) or self._writes_tensor_lr(m):
                 out.append(m * base)
             else:
-                if m_float is None:
-                    m_float = float(m)  # waits for the device: use a tensor lr to avoid it
+                if m_float is None:  # read once; waits for the device: use a tensor lr
+                    m_float = float(m)
                 out.append(base * m_float)
-        return out
+        return out, ratios
 
     def _writes_tensor_lr(self, m: Tensor) -> bool:
         """Whether a float lr becomes a device tensor (companion optimizers, accelerators)."""
         return m.device.type != "cpu" and isinstance(self.optimizer, CompanionOptimizer)
 
     def _apply(self, t: int, multiplied: bool) -> None:
-        for group, value in zip(
-            self.optimizer.param_groups, self._values(t, multiplied), strict=True
-        ):
+        values, ratios = self._values(t, multiplied)
+        groups = self.optimizer.param_groups
+        for group in groups[len(self._ratios) :]:  # groups added after construction
+            lr = group["lr"]
+            group.setdefault("initial_lr", lr.clone() if isinstance(lr, Tensor) else lr)
+        self._ratios = ratios
+        for group, value in zip(groups, values, strict=True):
             lr = group["lr"]
             if isinstance(lr, Tensor):
                 if isinstance(value, Tensor):
@@ -193,13 +282,12 @@ class ScheduledLR(LRScheduler):
                 group["lr"] = value
         self._multiplied = multiplied
         self._last_lr = [
-            g["lr"].clone() if isinstance(g["lr"], Tensor) else g["lr"]
-            for g in self.optimizer.param_groups
+            g["lr"].clone() if isinstance(g["lr"], Tensor) else g["lr"] for g in groups
         ]
 
     def get_lr(self) -> list[float | Tensor]:
         """The learning rates of the current step (``last_epoch``), recomputed."""
-        return self._values(self.last_epoch, self._multiplied)
+        return self._values(self.last_epoch, self._multiplied)[0]
 
     def step(self, epoch: int | None = None) -> None:
         """Advance to the next step (or jump to ``epoch``) and set the learning rates.
@@ -208,18 +296,18 @@ class ScheduledLR(LRScheduler):
         ----------
         epoch : int, optional
             Jump to this step instead of advancing by one (>= 0).
+
+        Raises
+        ------
+        ValueError
+            The schedule's value (or a multiplier read on the host) at the new step is
+            not a finite number >= 0; nothing changes, the step count included.
         """
-        if epoch is not None and (
-            isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0
-        ):
-            raise ValueError(f"epoch must be an integer >= 0, got {epoch!r}")
+        t = self.last_epoch + 1 if epoch is None else check_integer("epoch", epoch, low=0)
         initial = self._constructing  # the base class's own first step: no multiplier yet
+        self._apply(t, multiplied=not initial and self.multiplier is not None)
         self._step_count += 1
-        if epoch is not None:
-            self.last_epoch = int(epoch)
-        else:
-            self.last_epoch += 1
-        self._apply(self.last_epoch, multiplied=not initial and self.multiplier is not None)
+        self.last_epoch = t
 
     # -------------------------------------------------------------------- state
 
@@ -237,25 +325,39 @@ class ScheduledLR(LRScheduler):
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore the step count (and the multiplier) and set the learning rates for it."""
+        """Restore the step count (and the multiplier) and set the learning rates for it.
+
+        The whole dict is checked first -- the counters, the flag, the schedule's value
+        at the saved step, and the multiplier's state by the multiplier itself -- and a
+        refused dict leaves the scheduler, its multiplier and the learning rates as they
+        were.
+        """
+        if not isinstance(state_dict, dict):
+            raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
         missing = {"last_epoch", "_step_count", "multiplied", "multiplier"} - set(state_dict)
         if missing:
             raise ValueError(f"state_dict is missing {sorted(missing)}")
-        last = state_dict["last_epoch"]
-        if isinstance(last, bool) or not isinstance(last, numbers.Integral) or last < 0:
-            raise ValueError(f"state_dict['last_epoch'] must be an integer >= 0, got {last!r}")
+        last = check_integer("state_dict['last_epoch']", state_dict["last_epoch"], low=0)
+        count = check_integer("state_dict['_step_count']", state_dict["_step_count"], low=0)
+        multiplied = check_flag("state_dict['multiplied']", state_dict["multiplied"])
         mstate = state_dict["multiplier"]
         if mstate is not None and not callable(getattr(self.multiplier, "load_state_dict", None)):
             raise ValueError(
                 "state_dict holds a multiplier state but this scheduler's multiplier "
                 "cannot load one (it is None or has no load_state_dict)"
             )
+        _schedule_value(self.schedule, last)
+        previous = copy.deepcopy(self.multiplier.state_dict()) if mstate is not None else None
         if mstate is not None:
-            self.multiplier.load_state_dict(mstate)
-        self.last_epoch = int(last)
-        self._step_count = int(state_dict["_step_count"])
-        multiplied = bool(state_dict["multiplied"]) and self.multiplier is not None
-        self._apply(self.last_epoch, multiplied)
+            self.multiplier.load_state_dict(mstate)  # checks its own state first
+        try:
+            self._apply(last, multiplied and self.multiplier is not None)
+        except (TypeError, ValueError):
+            if previous is not None:
+                self.multiplier.load_state_dict(previous)
+            raise
+        self.last_epoch = last
+        self._step_count = count
 
     def __repr__(self) -> str:
         extra = "" if self.multiplier is None else f", multiplier={type(self.multiplier).__name__}"

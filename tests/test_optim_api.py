@@ -5,11 +5,12 @@ from __future__ import annotations
 import copy
 import math
 
+import numpy as np
 import pytest
 import torch
 
 import companion.optim as co
-import companion.optim.adam as adam_mod
+from companion.optim._base import Kernels
 
 SETUPS = {
     "SGD": dict(lr=0.1, momentum=0.9),
@@ -41,22 +42,18 @@ def set_grads(params, t):
 @pytest.mark.parametrize(
     "make, match",
     [
-        (lambda p: co.Adam(p, lr=-1e-3), r"lr must be a finite number >= 0"),
-        (lambda p: co.AdamW(p, lr=float("nan")), r"lr must be a finite number >= 0"),
-        (lambda p: co.SGD(p, lr=float("inf")), r"lr must be a finite number >= 0"),
-        (lambda p: co.Adam(p, lr=torch.tensor(-0.1)), r"lr must be a finite number >= 0"),
-        (lambda p: co.Adam(p, lr=torch.ones(2)), r"lr must be a number or a 1-element tensor"),
-        (lambda p: co.Adam(p, betas=(1.0, 0.999)), r"betas\[0\] must be in \[0, 1\)"),
-        (lambda p: co.AdamW(p, betas=(0.9, -0.1)), r"betas\[1\] must be in \[0, 1\)"),
-        (lambda p: co.AMSGrad(p, betas=(0.9, 1.5)), r"betas\[1\] must be in \[0, 1\)"),
-        (lambda p: co.Adam(p, eps=-1e-8), r"eps must be a finite number >= 0"),
-        (lambda p: co.AdamW(p, weight_decay=-0.01), r"weight_decay must be a finite number >= 0"),
-        (
-            lambda p: co.SGD(p, lr=0.1, weight_decay=-1),
-            r"weight_decay must be a finite number >= 0",
-        ),
-        (lambda p: co.SGD(p, lr=0.1, momentum=-0.5), r"momentum must be a finite number >= 0"),
-        (lambda p: co.SGD(p, lr=0.1, dampening=1.5), r"dampening must be in \[0, 1\]"),
+        (lambda p: co.Adam(p, lr=-1e-3), r"lr must be a finite real number >= 0, got -0.001"),
+        (lambda p: co.AdamW(p, lr=float("nan")), r"lr must be a finite real number >= 0, got nan"),
+        (lambda p: co.SGD(p, lr=float("inf")), r"lr must be a finite real number >= 0, got inf"),
+        (lambda p: co.Adam(p, lr=torch.tensor(-0.1)), r"lr must be a finite real number >= 0"),
+        (lambda p: co.Adam(p, betas=(1.0, 0.999)), r"betas\[0\] must be .* in \[0, 1\), got 1.0"),
+        (lambda p: co.AdamW(p, betas=(0.9, -0.1)), r"betas\[1\] must be .* in \[0, 1\)"),
+        (lambda p: co.AMSGrad(p, betas=(0.9, 1.5)), r"betas\[1\] must be .* in \[0, 1\)"),
+        (lambda p: co.Adam(p, eps=-1e-8), r"eps must be a finite real number >= 0"),
+        (lambda p: co.AdamW(p, weight_decay=-0.01), r"weight_decay must be a finite real number"),
+        (lambda p: co.SGD(p, lr=0.1, weight_decay=-1), r"weight_decay must be .* >= 0, got -1"),
+        (lambda p: co.SGD(p, lr=0.1, momentum=-0.5), r"momentum must be .* >= 0, got -0.5"),
+        (lambda p: co.SGD(p, lr=0.1, dampening=1.5), r"dampening must be .* in \[0, 1\], got 1.5"),
         (lambda p: co.SGD(p, lr=0.1, nesterov=True), r"nesterov=True needs momentum > 0"),
         (
             lambda p: co.SGD(p, lr=0.1, momentum=0.9, dampening=0.1, nesterov=True),
@@ -66,11 +63,58 @@ def set_grads(params, t):
         (lambda p: co.AMSGrad(p, variant="optax"), r"variant must be one of"),
         (lambda p: co.AMSGrad(p, lr_decay="cosine"), r"lr_decay must be one of 'sqrt', 'none'"),
         (lambda p: co.Adam(p, foreach=True, fused=True), r"foreach=True and fused=True"),
+        (lambda p: co.SGD(p, lr=0.1, weight_decay=torch.tensor(-0.1)), r"weight_decay must"),
     ],
 )
 def test_bad_arguments_raise_value_error_naming_them(make, match):
     with pytest.raises(ValueError, match=match):
         make([torch.nn.Parameter(torch.ones(2))])
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda p: co.Adam(p, lr=torch.ones(2)), r"lr must be .* or a one-element real tensor"),
+        (lambda p: co.Adam(p, lr="0.1"), r"lr must be a finite real number >= 0, got '0.1'"),
+        (lambda p: co.AdamW(p, lr=True), r"lr must be a finite real number >= 0, got True"),
+        (lambda p: co.AdamW(p, betas=0.9), r"betas must be a pair of real numbers, got 0.9"),
+        (lambda p: co.AdamW(p, betas=("x", 0.9)), r"betas\[0\] must be .*, got 'x'"),
+        (lambda p: co.Adam(p, betas=(0.9, None)), r"betas\[1\] must be .*, got None"),
+        (lambda p: co.Adam(p, eps="1e-8"), r"eps must be a finite real number >= 0"),
+        (lambda p: co.SGD(p, lr=0.1, dampening=None), r"dampening must be .*, got None"),
+        (lambda p: co.SGD(p, lr=0.1, momentum="0.9"), r"momentum must be .*, got '0.9'"),
+        (lambda p: co.SGD(p, lr=0.1, nesterov=1), r"nesterov must be True or False, got 1"),
+        (lambda p: co.Adam(p, amsgrad="yes"), r"amsgrad must be True or False, got 'yes'"),
+        (lambda p: co.Adam(p, maximize=None), r"maximize must be True or False, got None"),
+        (lambda p: co.AdamW(p, foreach="no"), r"foreach must be one of None, False, True"),
+        (lambda p: co.AdamW(p, decay=1), r"decay must be one of 'torch', 'paper', got 1"),
+    ],
+)
+def test_wrong_types_raise_type_error_naming_the_argument(make, match):
+    with pytest.raises(TypeError, match=match):
+        make([torch.nn.Parameter(torch.ones(2))])
+
+
+@pytest.mark.parametrize("name", list(ALL))
+def test_numpy_scalars_are_numbers(name):
+    """As torch accepts them: lr, betas, eps, momentum as numpy scalars give the float run."""
+    numpy_kw = {
+        "SGD": dict(lr=np.float32(0.125), momentum=np.float64(0.5), dampening=np.float32(0)),
+        "Adam": dict(lr=np.float32(0.125), betas=(np.float32(0.5), np.float64(0.75))),
+        "AdamW": dict(lr=np.float32(0.125), eps=np.float32(2**-20), weight_decay=np.int64(0)),
+        "AMSGrad": dict(lr=np.float64(0.125), betas=np.array([0.5, 0.75], dtype=np.float32)),
+    }[name]
+    plain_kw = {k: tuple(map(float, v)) if np.ndim(v) else float(v) for k, v in numpy_kw.items()}
+    runs = []
+    for kw in (numpy_kw, plain_kw):
+        params = make_params()
+        opt = ALL[name](params, **kw)
+        for t in range(5):
+            set_grads(params, t)
+            opt.step()
+        runs.append([p.detach() for p in params])
+        assert not any(isinstance(v, np.generic) for v in opt.param_groups[0].values())
+    assert all(torch.equal(a, b) for a, b in zip(*runs, strict=True))
 
 
 def test_bad_param_group_is_rejected_and_not_added():
@@ -257,20 +301,30 @@ def test_parameters_without_gradients_are_skipped():
     assert torch.equal(q.detach(), torch.ones(2)) and q not in opt.state
 
 
-def test_foreach_none_picks_torch_default_path(monkeypatch):
+@pytest.mark.parametrize("name", list(ALL))
+def test_one_choice_of_path_for_every_family(name, monkeypatch):
+    """fused / multi-tensor / reference: the same rule for SGD and the Adam family."""
+    cls = getattr(co, name)
     calls = []
-    real_ref, real_mt = adam_mod.adam_reference, adam_mod.adam_multi_tensor
+    real = cls.kernels
+
+    def spy(label, fn):
+        return lambda *a, **k: calls.append(label) or fn(*a, **k)
+
     monkeypatch.setattr(
-        adam_mod, "adam_reference", lambda *a, **k: calls.append("ref") or real_ref(*a, **k)
+        cls,
+        "kernels",
+        Kernels(spy("ref", real.reference), spy("mt", real.multi_tensor), spy("fused", real.fused)),
     )
-    monkeypatch.setattr(
-        adam_mod, "adam_multi_tensor", lambda *a, **k: calls.append("mt") or real_mt(*a, **k)
-    )
-    p = torch.nn.Parameter(torch.ones(2))
-    p.grad = torch.ones(2)
-    for foreach in (None, True, False):
-        co.Adam([p], foreach=foreach).step()
-    assert calls == ["ref", "mt", "ref"]  # CPU tensors: torch's default is the for-loop
+    fused_ok = name != "AMSGrad"  # AMSGrad's default variant has no fused kernel
+    flags = [dict(foreach=None), dict(foreach=True), dict(foreach=False)]
+    flags += [dict(fused=True)] if fused_ok else []
+    for kw in flags:
+        p = torch.nn.Parameter(torch.ones(2))
+        p.grad = torch.ones(2)
+        ALL[name]([p], **kw).step()
+    # CPU tensors: torch's default is the for-loop
+    assert calls == ["ref", "mt", "ref"] + (["fused"] if fused_ok else [])
 
 
 def test_step_hooks_and_zero_grad_come_from_torch():

@@ -83,7 +83,7 @@ def test_matches_torch(case, foreach, dtype, device):
     kw = dict(spec["kw"], foreach=foreach)
     ours = trajectory(lambda p: ours_cls(p, **kw, **spec.get("ours", {})), dtype, device)
     ref = trajectory(lambda p: torch_cls(p, **kw), dtype, device)
-    assert max_rel_err(ours, ref) <= TOL[dtype]
+    assert max_rel_err(ours, ref) <= (0.0 if device.type == "cpu" else TOL[dtype])  # CPU: bitwise
     assert max_rel_err(ref[-1:], ref[:1]) > 1e-2  # the parameters really moved
 
 
@@ -96,7 +96,7 @@ def test_fused_matches_torch_fused(case, device):
     kw = dict(spec["kw"], fused=True)
     ours = trajectory(lambda p: ours_cls(p, **kw), torch.float32, device)
     ref = trajectory(lambda p: torch_cls(p, **kw), torch.float32, device)
-    assert max_rel_err(ours, ref) <= TOL[torch.float32]
+    assert max_rel_err(ours, ref) <= (0.0 if device.type == "cpu" else TOL[torch.float32])
 
 
 def test_paths_agree_with_each_other(device):

@@ -1,104 +1,84 @@
-"""What every companion optimizer shares: argument checks and the ``torch.optim`` face.
+"""What every companion optimizer shares: checks, the choice of path, the ``torch.optim`` face.
 
 The algorithms live in :mod:`companion.optim.sgd` and :mod:`companion.optim.adam`; this
 module holds the part that is the same for all of them -- checking hyperparameters
-before anything changes, choosing between the reference (single-tensor), multi-tensor
-and fused paths the way ``torch.optim`` does, refusing sparse gradients, running the
-closure, and keeping ``state_dict``/``load_state_dict`` compatible with ``torch.optim``.
+(through :mod:`companion._validation`) before anything changes, choosing between the
+reference (single-tensor), multi-tensor and fused paths, refusing sparse gradients,
+running the closure, and keeping ``state_dict``/``load_state_dict`` compatible with
+``torch.optim`` while checking a loaded dict before it replaces anything.
 """
 
 from __future__ import annotations
 
-import math
+import copy
 from abc import ABCMeta, abstractmethod
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-__all__ = [
-    "CompanionOptimizer",
-    "check_choice",
-    "check_lr",
-    "check_nonnegative",
-    "check_unit_interval",
-    "scalar_dtype",
-    "step_value",
-]
+from companion._validation import check_choice, check_flag, check_real
+
+__all__ = ["CompanionOptimizer", "Kernels", "check_lr", "readable", "scalar_dtype", "step_value"]
 
 _FUSED_DEVICES = ("cpu", "cuda", "mps", "xpu", "hpu")
 
+#: Why ``capturable=True`` and ``differentiable=True`` are refused (accepted as False).
+_UNSUPPORTED = {
+    "capturable": (
+        "companion.optim keeps its step counters on the CPU and reads them there, so a step "
+        "cannot be captured in a CUDA graph; a tensor lr on the device already gives a step "
+        "without host synchronisation. Use torch.optim for CUDA graphs"
+    ),
+    "differentiable": (
+        "companion.optim updates the parameters in place under torch.no_grad(); to "
+        "differentiate through the optimizer step use torch.optim with differentiable=True"
+    ),
+}
+
 
 # ---------------------------------------------------------------- argument checks
-def _is_real_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
+def readable(value: Any, at_step: bool) -> bool:
+    """Whether a check may read ``value``: always outside a step, on the CPU inside one.
 
-
-def check_lr(lr: float | Tensor, *, check_value: bool = True) -> None:
-    r"""Raise ``ValueError`` unless ``lr`` is a finite number :math:`\ge 0` (or a 1-element tensor).
-
-    ``check_value=False`` skips reading a tensor's value (no host synchronisation):
-    only its size is checked then.
+    Reading a tensor on an accelerator waits for the device, which a training step never
+    does; a CPU tensor (or a number) costs nothing to read.
     """
-    if isinstance(lr, Tensor):
-        if lr.numel() != 1:
-            raise ValueError(
-                f"lr must be a number or a 1-element tensor, got shape {tuple(lr.shape)}"
-            )
-        if lr.is_complex() or not (
-            lr.is_floating_point() or lr.dtype in (torch.int32, torch.int64)
-        ):
-            raise ValueError(f"lr must be a real tensor, got dtype {lr.dtype}")
-        if not check_value:
-            return
-        value = lr.detach().reshape(()).to(torch.float64).cpu().item()
-    elif _is_real_number(lr):
-        value = float(lr)
-    else:
-        raise ValueError(f"lr must be a finite number >= 0 or a 1-element tensor, got {lr!r}")
-    if not (math.isfinite(value) and value >= 0.0):
-        raise ValueError(f"lr must be a finite number >= 0, got {value}")
+    return not at_step or not isinstance(value, Tensor) or value.device.type == "cpu"
 
 
-def check_nonnegative(name: str, value: Any) -> None:
-    """Raise ``ValueError`` unless ``value`` is a finite number :math:`\\ge 0`."""
-    if not _is_real_number(value) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+def check_lr(lr: Any, *, at_step: bool = False) -> None:
+    r"""``lr`` is a finite real number :math:`\ge 0` or a one-element real tensor.
+
+    A tensor's value is checked too, except inside a step on an accelerator (see
+    :func:`readable`), where only its shape and dtype are.
+    """
+    check_real("lr", lr, low=0, allow_tensor=True, read_tensor=readable(lr, at_step))
 
 
-def check_unit_interval(name: str, value: Any, *, closed: bool = False) -> None:
-    """Raise ``ValueError`` unless ``value`` lies in ``[0, 1)`` (``[0, 1]`` when ``closed``)."""
-    upper_ok = (value <= 1.0) if closed else (value < 1.0)
-    if not _is_real_number(value) or not (value >= 0.0 and upper_ok):
-        interval = "[0, 1]" if closed else "[0, 1)"
-        raise ValueError(f"{name} must be in {interval}, got {value!r}")
-
-
-def check_choice(name: str, value: Any, choices: Iterable[Any]) -> None:
-    """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
-    choices = tuple(choices)
-    if not any(value is c or (type(value) is type(c) and value == c) for c in choices):
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
-
-
-def check_flags(foreach: Any, fused: Any) -> None:
-    """``foreach`` and ``fused`` are ``None`` or booleans, and not both ``True``."""
-    for name, flag in (("foreach", foreach), ("fused", fused)):
-        if flag is not None and not isinstance(flag, bool):
-            raise ValueError(f"{name} must be None, True or False, got {flag!r}")
-    if foreach and fused:
+def check_paths(group: dict[str, Any]) -> None:
+    """``foreach``/``fused`` are None or bools, not both True; ``capturable`` and
+    ``differentiable`` are accepted as ``False`` (as ``torch.optim`` spells them) and
+    refused, with the reason, as ``True``."""
+    for name in ("foreach", "fused"):
+        check_choice(name, group.get(name), (None, False, True))
+    if group.get("foreach") and group.get("fused"):
         raise ValueError("foreach=True and fused=True cannot be used together; choose one")
+    for name, reason in _UNSUPPORTED.items():
+        if check_flag(name, group.get(name, False)):
+            raise ValueError(f"{name}=True is not supported: {reason}")
 
 
-def as_float(name: str, value: Any) -> Any:
-    """A 1-element tensor hyperparameter (e.g. a beta) becomes a Python float, at construction."""
-    if isinstance(value, Tensor):
-        if value.numel() != 1:
-            raise ValueError(f"{name} must be a number, got a tensor of shape {tuple(value.shape)}")
-        return value.detach().cpu().item()
-    return value
+def plain_numbers(group: dict[str, Any]) -> None:
+    """Numpy scalars in a group (``lr=np.float32(0.1)``) become Python numbers, in place."""
+    for key, value in group.items():
+        if isinstance(value, np.generic):
+            group[key] = value.item()
+        elif isinstance(value, tuple) and any(isinstance(v, np.generic) for v in value):
+            group[key] = tuple(v.item() if isinstance(v, np.generic) else v for v in value)
 
 
 # ---------------------------------------------------------------- step counters
@@ -116,16 +96,73 @@ def step_value(step: Tensor) -> float:
     return step.item()
 
 
+# ---------------------------------------------------------------- the three paths
+class Kernels(NamedTuple):
+    """One family's update on its three paths, all with the same arguments.
+
+    ``reference(*lists, **hyper)`` and ``multi_tensor(*lists, **hyper)``; ``fused`` also
+    takes ``grad_scale`` and ``found_inf`` (a ``GradScaler``'s). The first list holds the
+    parameters; a kernel may write new tensors into the other lists (e.g. momentum
+    buffers created at the first step).
+    """
+
+    reference: Callable[..., None]
+    multi_tensor: Callable[..., None]
+    fused: Callable[..., None]
+
+
+def on_device(value: Any, device: torch.device) -> Any:
+    """A tensor hyperparameter as a 0-d tensor on ``device`` (copied without blocking)."""
+    if isinstance(value, Tensor):
+        value = value.detach().reshape(())
+        if value.device != device:
+            value = value.to(device, non_blocking=True)
+    return value
+
+
+def bucket_by(tensors: list[Tensor], keys: list[Any] | None = None) -> dict[Any, list[int]]:
+    """Indices of ``tensors`` grouped by (device, dtype[, key]) -- one foreach call per bucket."""
+    buckets: dict[Any, list[int]] = {}
+    for i, t in enumerate(tensors):
+        k = (t.device, t.dtype) if keys is None else (t.device, t.dtype, keys[i])
+        buckets.setdefault(k, []).append(i)
+    return buckets
+
+
+def reference_per_device(
+    kernel: Callable[..., None], lists: tuple[list[Any], ...], hyper: dict[str, Any]
+) -> None:
+    """Run the reference kernel once, or once per device when a hyperparameter is a tensor.
+
+    A tensor hyperparameter (lr, weight decay) is moved to each device; what the kernel
+    writes into a sub-list (a new momentum buffer) is copied back into ``lists``.
+    """
+    if not any(isinstance(v, Tensor) for v in hyper.values()):
+        kernel(*lists, **hyper)
+        return
+    for (device, _), idx in bucket_by(lists[0]).items():
+        subs = [[xs[i] for i in idx] if xs else xs for xs in lists]
+        kernel(*subs, **{k: on_device(v, device) for k, v in hyper.items()})
+        for xs, sub in zip(lists, subs, strict=True):
+            for j, i in enumerate(idx if xs else ()):
+                xs[i] = sub[j]
+
+
 # ---------------------------------------------------------------- the optimizer face
 class CompanionOptimizer(Optimizer, metaclass=ABCMeta):
     """Base class: a ``torch.optim.Optimizer`` whose ``step`` validates, then updates.
 
-    Subclasses implement
+    Subclasses set ``kernels`` and implement
 
-    * ``_check_group(group)`` -- raise ``ValueError`` on a bad hyperparameter;
-    * ``_step_group(group, grad_scale, found_inf)`` -- update one group's parameters;
-    * optionally ``_prepare_group(group)`` -- fill group keys when a group is added or loaded.
+    * ``_check_group(group, at_step=...)`` -- raise ``TypeError``/``ValueError`` naming a
+      bad hyperparameter;
+    * ``_collect(group)`` -- the lists the kernels take (parameters first), or ``None``
+      when no parameter has a gradient; ``_hyper(group)`` -- their keyword arguments;
+      ``_store(group, lists)`` -- keep what the kernels created (nothing by default);
+    * optionally ``_prepare_group(group)`` and ``_fused_supported(group)``.
     """
+
+    kernels: Kernels
 
     @property
     def family(self) -> str:
@@ -133,7 +170,8 @@ class CompanionOptimizer(Optimizer, metaclass=ABCMeta):
         return type(self).__name__
 
     def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
-        check_flags(defaults.get("foreach"), defaults.get("fused"))
+        plain_numbers(defaults)
+        self._check_options(dict(defaults, params=[]))
         super().__init__(params, defaults)
         if defaults.get("fused"):
             # torch.amp.GradScaler then hands grad_scale/found_inf to the fused kernel
@@ -142,13 +180,18 @@ class CompanionOptimizer(Optimizer, metaclass=ABCMeta):
     # -- hooks for the subclasses
     @abstractmethod
     def _check_group(self, group: dict[str, Any], *, at_step: bool = False) -> None:
-        """Raise ``ValueError`` naming a bad hyperparameter of ``group``."""
+        """Raise ``TypeError``/``ValueError`` naming a bad hyperparameter of ``group``."""
 
     @abstractmethod
-    def _step_group(
-        self, group: dict[str, Any], grad_scale: Tensor | None, found_inf: Tensor | None
-    ) -> None:
-        """Update the parameters (and state) of one group."""
+    def _collect(self, group: dict[str, Any]) -> tuple[list[Any], ...] | None:
+        """The kernels' lists for this group's parameters with a gradient (state made lazily)."""
+
+    @abstractmethod
+    def _hyper(self, group: dict[str, Any]) -> dict[str, Any]:
+        """The kernels' keyword arguments for this group."""
+
+    def _store(self, group: dict[str, Any], lists: tuple[list[Any], ...]) -> None:
+        """Keep what the kernels wrote into the lists (nothing by default)."""
 
     def _prepare_group(self, group: dict[str, Any]) -> None:
         """Fill derived keys of a new or loaded group (nothing by default)."""
@@ -156,6 +199,15 @@ class CompanionOptimizer(Optimizer, metaclass=ABCMeta):
     def _fused_supported(self, group: dict[str, Any]) -> str | None:
         """``None`` when ``fused=True`` computes this group's update exactly, else the reason."""
         return None
+
+    def _check_options(self, group: dict[str, Any], *, at_step: bool = False) -> None:
+        """Every check of one group: paths, hyperparameters, fused support."""
+        check_paths(group)
+        self._check_group(group, at_step=at_step)
+        if group.get("fused"):
+            reason = self._fused_supported(group)
+            if reason is not None:
+                raise ValueError(f"fused=True is not available for {self.family}: {reason}")
 
     # -- torch.optim API
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -168,17 +220,56 @@ class CompanionOptimizer(Optimizer, metaclass=ABCMeta):
         """
         super().add_param_group(param_group)
         group = self.param_groups[-1]
+        plain_numbers(group)
         try:
-            check_flags(group.get("foreach"), group.get("fused"))
-            self._check_group(group)
-            if group.get("fused"):
-                reason = self._fused_supported(group)
-                if reason is not None:
-                    raise ValueError(f"fused=True is not available for {self.family}: {reason}")
-        except ValueError:
+            self._check_options(group)
+        except (TypeError, ValueError):
             self.param_groups.pop()
             raise
         self._prepare_group(group)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a ``state_dict`` (ours or ``torch.optim``'s), checked whole before anything changes.
+
+        Every saved group's hyperparameters (with this optimizer's defaults for the keys a
+        ``torch.optim`` dict lacks) are checked as the constructor checks them, and every
+        state tensor shaped like a parameter must have that parameter's shape; a refused
+        dict leaves the optimizer exactly as it was.
+
+        Raises
+        ------
+        TypeError, ValueError
+            Naming the group and the bad entry.
+        """
+        saved = state_dict.get("param_groups") if isinstance(state_dict, dict) else None
+        if not isinstance(saved, list) or not isinstance(state_dict.get("state"), dict):
+            raise TypeError("state_dict must be a dict with 'state' and 'param_groups' entries")
+        if len(saved) != len(self.param_groups):
+            raise ValueError(
+                f"state_dict has {len(saved)} param groups, this optimizer {len(self.param_groups)}"
+            )
+        shapes: dict[Any, torch.Size] = {}
+        for gi, (own, group) in enumerate(zip(self.param_groups, saved, strict=True)):
+            if not isinstance(group, dict) or len(group.get("params", ())) != len(own["params"]):
+                raise ValueError(f"state_dict param group {gi} does not match this optimizer's")
+            merged = {**self.defaults, **copy.copy(group)}
+            plain_numbers(merged)
+            try:
+                self._check_options(merged)
+            except (TypeError, ValueError) as err:
+                raise type(err)(f"state_dict param group {gi}: {err}") from None
+            shapes.update(zip(group["params"], (p.shape for p in own["params"]), strict=True))
+        for key, st in state_dict["state"].items():
+            for name, value in st.items() if isinstance(st, dict) else ():
+                if name != "step" and isinstance(value, Tensor) and key in shapes:
+                    if value.dim() > 0 and value.shape != shapes[key]:
+                        raise ValueError(
+                            f"state_dict state {key!r}: {name} has shape {tuple(value.shape)}, "
+                            f"the parameter {tuple(shapes[key])}"
+                        )
+        super().load_state_dict(state_dict)
+        for group in self.param_groups:
+            plain_numbers(group)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
@@ -210,15 +301,22 @@ class CompanionOptimizer(Optimizer, metaclass=ABCMeta):
         return foreach
 
     def _check_before_step(self, amp: bool) -> None:
-        """Everything that can make a step fail is checked here, before any tensor changes."""
+        """Everything that can make a step fail is checked here, before any tensor changes.
+
+        A group's hyperparameters are checked again whenever they differ from the last
+        ones that passed (a NaN never equals itself, so it is always re-checked), and at
+        every step where one of them is a tensor, whose value may change in place.
+        """
+        passed = self.__dict__.setdefault("_passed", {})
         for gi, group in enumerate(self.param_groups):
-            self._check_group(group, at_step=True)
+            hyper = [(k, tuple(v) if isinstance(v, list) else v) for k, v in group.items()]
+            del hyper[next(i for i, (k, _) in enumerate(hyper) if k == "params")]
+            has_tensor = any(isinstance(v, Tensor) for _, v in hyper)
+            if has_tensor or passed.get(gi) != hyper:
+                self._check_options(group, at_step=True)
+                passed[gi] = None if has_tensor else hyper
             fused = bool(group.get("fused"))
-            if fused:
-                reason = self._fused_supported(group)
-                if reason is not None:
-                    raise ValueError(f"fused=True is not available for {self.family}: {reason}")
-            elif amp:
+            if not fused and amp:
                 raise RuntimeError(
                     f"{self.family}: a GradScaler found the optimizer fused, but param group "
                     f"{gi} is not; use fused=True for every group or for none"
@@ -239,6 +337,22 @@ class CompanionOptimizer(Optimizer, metaclass=ABCMeta):
                         f"{_FUSED_DEVICES}; param group {gi}, parameter {pi} is "
                         f"{p.dtype} on {p.device.type}"
                     )
+
+    def _step_group(
+        self, group: dict[str, Any], grad_scale: Tensor | None, found_inf: Tensor | None
+    ) -> None:
+        """The one choice of path for every family: fused, multi-tensor or reference."""
+        lists = self._collect(group)
+        if lists is None:
+            return
+        hyper = self._hyper(group)
+        if group.get("fused"):
+            self.kernels.fused(*lists, **hyper, grad_scale=grad_scale, found_inf=found_inf)
+        elif self._use_foreach(group, lists[0]):
+            self.kernels.multi_tensor(*lists, **hyper)
+        else:
+            reference_per_device(self.kernels.reference, lists, hyper)
+        self._store(group, lists)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -263,21 +377,3 @@ class CompanionOptimizer(Optimizer, metaclass=ABCMeta):
         for group in self.param_groups:
             self._step_group(group, grad_scale, found_inf)
         return loss
-
-
-def lr_for(lr: float | Tensor, device: torch.device) -> float | Tensor:
-    """A tensor lr as a 0-d tensor on ``device`` (copied without blocking); numbers as is."""
-    if isinstance(lr, Tensor):
-        lr = lr.detach().reshape(())
-        if lr.device != device:
-            lr = lr.to(device, non_blocking=True)
-    return lr
-
-
-def bucket_by(tensors: list[Tensor], keys: list[Any] | None = None) -> dict[Any, list[int]]:
-    """Indices of ``tensors`` grouped by (device, dtype[, key]) -- one foreach call per bucket."""
-    buckets: dict[Any, list[int]] = {}
-    for i, t in enumerate(tensors):
-        k = (t.device, t.dtype) if keys is None else (t.device, t.dtype, keys[i])
-        buckets.setdefault(k, []).append(i)
-    return buckets

@@ -1,8 +1,9 @@
 r"""AMSGrad (Reddi, Kale & Kumar, 2018) and its two common variants, on the Adam kernel.
 
-Section 6.3.3. The class is a thin front end: the update is
-:func:`companion.optim.adam.adam_reference` (or its multi-tensor twin) with
-``amsgrad``, ``bias_correction`` and ``lr_decay`` set by ``variant`` and ``lr_decay``.
+Section 6.3.3, algorithm ``alg-63-amsgrad``. The class is a thin front end: the
+update is :func:`companion.optim.adam.adam_reference` (or its multi-tensor twin) with
+``amsgrad=variant`` -- one vocabulary, :data:`~companion.optim.adam.AMSGRAD_VARIANTS`,
+for the class, the kernels and the book -- and ``lr_decay``.
 """
 
 from __future__ import annotations
@@ -11,16 +12,11 @@ from typing import Any, Literal
 
 from torch import Tensor
 
-from ._base import check_choice
-from .adam import _AdamFamily, _fill_doc
+from companion._validation import check_choice
+
+from .adam import AMSGRAD_VARIANTS, _AdamFamily, _fill_doc
 
 __all__ = ["AMSGrad"]
-
-_VARIANTS = {  # variant -> (the kernel's amsgrad mode, bias correction)
-    "paper": ("raw", False),
-    "torch": ("raw", True),
-    "corrected": ("corrected", True),
-}
 
 
 class AMSGrad(_AdamFamily):
@@ -35,7 +31,7 @@ class AMSGrad(_AdamFamily):
         m_t &= \beta_1 m_{t-1} + (1-\beta_1)\, g_t, \qquad
         v_t = \beta_2 v_{t-1} + (1-\beta_2)\, g_t^2, \\
         \hat v_t &= \max(\hat v_{t-1}, v_t), \qquad
-        \theta_t = \theta_{t-1} - \alpha_t\, \frac{m_t}{\sqrt{\hat v_t} + \epsilon},
+        w_t = w_{t-1} - \alpha_t\, \frac{m_t}{\sqrt{\hat v_t} + \epsilon},
         \qquad \alpha_t = \frac{\alpha}{\sqrt t},
         \end{aligned}
 
@@ -130,16 +126,14 @@ class AMSGrad(_AdamFamily):
 
     def _check_group(self, group: dict[str, Any], *, at_step: bool = False) -> None:
         super()._check_group(group, at_step=at_step)
-        check_choice("variant", group["variant"], tuple(_VARIANTS))
+        check_choice("variant", group["variant"], tuple(AMSGRAD_VARIANTS))
         check_choice("lr_decay", group["lr_decay"], ("sqrt", "none"))
 
-    def _kernel_options(self, group: dict[str, Any]) -> dict[str, Any]:
-        amsgrad, bias_correction = _VARIANTS[group["variant"]]
+    def _options(self, group: dict[str, Any]) -> dict[str, Any]:
         return dict(
             weight_decay=group["weight_decay"],
             decoupled=False,
-            amsgrad=amsgrad,
-            bias_correction=bias_correction,
+            amsgrad=group["variant"],
             lr_decay=group["lr_decay"],
         )
 
