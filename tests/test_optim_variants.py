@@ -248,24 +248,18 @@ def test_amsgrad_fused_only_where_torch_has_the_same_kernel(kw):
 
 # ------------------------------------------------------------- Reddi et al.'s online problem
 def reddi(make, steps, lr_at=None):
-    """f_t(x) = 3x if t mod 3 = 1 else -x on [-1, 1]; returns (x_T, average regret)."""
-    x = torch.nn.Parameter(torch.tensor([1.0], dtype=torch.float64))
-    opt = make([x])
-    large = torch.tensor([3.0], dtype=torch.float64)
-    small = torch.tensor([-1.0], dtype=torch.float64)
-    loss = 0.0
-    for t in range(1, steps + 1):
-        g = large if t % 3 == 1 else small
-        loss += g.item() * x.item()  # f_t(x_t), x_t before the step
-        if lr_at is not None:
-            opt.param_groups[0]["lr"] = lr_at(t)
-        x.grad = g
-        opt.step()
-        with torch.no_grad():
-            x.clamp_(-1.0, 1.0)  # the projection onto the feasible set
-    assert steps % 3 == 0
-    best = -steps / 3  # x* = -1: f over one cycle of three steps is 3x - x - x = x
-    return x.item(), (loss - best) / steps
+    """f_t(w) = 3w if t mod 3 = 1 else -w on [-1, 1]; returns (w_T, average regret).
+
+    The problem and the runner are the book's (companion.problems, section 6.3.3); the
+    optimizer under test is stepped on a real tensor by the runner.
+    """
+    from companion.problems import reddi_gradients, run_on_gradients
+    from companion.theory import average_regret
+
+    grads = reddi_gradients(steps)
+    schedule = None if lr_at is None else (lambda t: lr_at(t + 1))  # rounds count from 1
+    path = run_on_gradients(make, grads, 1.0, schedule=schedule, bounds=(-1.0, 1.0))
+    return float(path[-1]), float(average_regret(path[:-1], grads)[-1])
 
 
 def test_reddi_problem_amsgrad_converges_and_adam_does_not():

@@ -214,25 +214,25 @@ class Adam(_AdamFamily):
 class AdamW(_AdamFamily):
     r"""AdamW: Adam with decoupled weight decay, in either convention (section 6.3.2).
 
-    ``decay="torch"`` (default) is :class:`torch.optim.AdamW`, with :math:`\gamma` the
+    ``decay="torch"`` (default) is :class:`torch.optim.AdamW`, with :math:`\eta_t` the
     current (scheduled) learning rate:
 
     .. math::
 
-        w_t = w_{t-1}(1 - \gamma\lambda)
-                   - \gamma\, \frac{\hat m_t}{\sqrt{\hat v_t} + \epsilon}.
+        w_t = w_{t-1}(1 - \eta_t\lambda)
+                   - \eta_t\, \frac{\hat m_t}{\sqrt{\hat v_t} + \epsilon}.
 
-    ``decay="paper"`` is Loshchilov & Hutter's Algorithm 2, where :math:`\eta_t` is the
-    schedule *multiplier* and :math:`\alpha` the base rate, so the decay is not scaled by
-    :math:`\alpha`:
+    ``decay="paper"`` is Loshchilov & Hutter's Algorithm 2, where :math:`c_t` is the
+    schedule *multiplier* (their :math:`\eta_t`) and :math:`\alpha` the base rate, so
+    the decay is not scaled by :math:`\alpha`:
 
     .. math::
 
-        w_t = w_{t-1} - \eta_t \Big(\alpha\, \frac{\hat m_t}{\sqrt{\hat v_t}+\epsilon}
+        w_t = w_{t-1} - c_t \Big(\alpha\, \frac{\hat m_t}{\sqrt{\hat v_t}+\epsilon}
                    + \lambda\, w_{t-1}\Big),
-        \qquad \eta_t = \gamma_t / \alpha .
+        \qquad c_t = \eta_t / \alpha .
 
-    Here :math:`\gamma_t` is the group's current ``lr`` and :math:`\alpha` its initial
+    Here :math:`\eta_t` is the group's current ``lr`` and :math:`\alpha` its initial
     one: ``group["initial_lr"]`` when a scheduler recorded it (torch's schedulers and
     :class:`companion.ScheduledLR` do), else the lr the group was created with (kept in
     ``group["decay_base_lr"]``). The two conventions agree when
@@ -250,8 +250,8 @@ class AdamW(_AdamFamily):
     decay : {"torch", "paper"}
         The decay convention (above). ``fused=True`` serves both: the paper convention is
         torch's kernel with :math:`\lambda/\alpha`. With ``"paper"`` a step whose decay
-        factor :math:`1 - \gamma_t\lambda/\alpha` is :math:`\le 0` (a rate at or above
-        :math:`\alpha/\lambda`, e.g. any :math:`\lambda \ge 1` at :math:`\gamma_t = \alpha`)
+        factor :math:`1 - \eta_t\lambda/\alpha` is :math:`\le 0` (a rate at or above
+        :math:`\alpha/\lambda`, e.g. any :math:`\lambda \ge 1` at :math:`\eta_t = \alpha`)
         is refused, naming the update and the numbers, before any weight changes; so is
         :math:`\alpha \le 0`. Both are checked wherever the values are free to read (numbers,
         CPU tensors; a tensor lr on an accelerator is not read inside :meth:`step`).
@@ -318,7 +318,7 @@ class AdamW(_AdamFamily):
             self._check_paper_decay(group, at_step)
 
     def _check_paper_decay(self, group: dict[str, Any], at_step: bool) -> None:
-        r"""α > 0, and the decay factor :math:`1 - \gamma_t\lambda/\alpha` positive.
+        r"""α > 0, and the decay factor :math:`1 - \eta_t\lambda/\alpha` positive.
 
         Both are checked wherever their values are free to read: always for numbers and
         CPU tensors, and outside a step for a tensor on an accelerator (inside a step that

@@ -69,31 +69,32 @@ class AMSGrad(_AdamFamily):
     Notes
     -----
     * :math:`\beta_1` is constant. The paper's analysis asks for
-      :math:`\beta_{1t} \le \beta_1` decreasing (e.g. :math:`\beta_1\lambda^{t-1}`) and
+      :math:`\beta_{1t} \le \beta_1` decreasing (e.g. :math:`\beta_1\gamma^{t-1}`) and
       :math:`\beta_1/\sqrt{\beta_2} < 1`; a constant :math:`\beta_1` is what practice and
       the paper's experiments use. Schedule :math:`\beta_1` by writing ``group["betas"]``.
-    * The projection :math:`\Pi_{\mathcal F}` of Algorithm 2 is not part of the
+    * The projection :math:`\Pi_{\mathcal K}` of Algorithm 2 is not part of the
       optimizer: project after each step yourself, e.g.
-      ``with torch.no_grad(): p.clamp_(-1, 1)`` for :math:`\mathcal F = [-1, 1]`.
+      ``with torch.no_grad(): p.clamp_(-1, 1)`` for :math:`\mathcal K = [-1, 1]`.
     * The state keys are Adam's (``step``, ``exp_avg``, ``exp_avg_sq``,
       ``max_exp_avg_sq``); for ``"corrected"``, ``max_exp_avg_sq`` holds the maximum of
       the bias-corrected :math:`v`.
 
     Examples
     --------
-    Reddi et al.'s online problem, :math:`f_t(x) = 3x` if :math:`t \bmod 3 = 1`
-    else :math:`-x` on :math:`[-1, 1]`, where Adam drifts to :math:`x = +1`:
+    Reddi et al.'s online problem, :math:`f_t(w) = 3w` if :math:`t \bmod 3 = 1`
+    else :math:`-w` on :math:`[-1, 1]`, where Adam drifts to :math:`w = +1`
+    (:func:`companion.problems.reddi_gradients` builds it for the book):
 
     >>> import torch
     >>> from companion.optim import AMSGrad
-    >>> x = torch.nn.Parameter(torch.tensor([1.0], dtype=torch.float64))
-    >>> opt = AMSGrad([x], lr=0.5, betas=(0.0, 0.1))
+    >>> w = torch.nn.Parameter(torch.tensor([1.0], dtype=torch.float64))
+    >>> opt = AMSGrad([w], lr=0.5, betas=(0.0, 0.1))
     >>> for t in range(1, 3001):
-    ...     x.grad = torch.tensor([3.0 if t % 3 == 1 else -1.0], dtype=torch.float64)
+    ...     w.grad = torch.tensor([3.0 if t % 3 == 1 else -1.0], dtype=torch.float64)
     ...     opt.step()
     ...     with torch.no_grad():
-    ...         _ = x.clamp_(-1.0, 1.0)          # the projection is the user's
-    >>> bool(x.item() < -0.9)
+    ...         _ = w.clamp_(-1.0, 1.0)          # the projection is the user's
+    >>> bool(w.item() < -0.9)
     True
     """
 
