@@ -101,6 +101,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     Starts (and afterwards destroys) the default process group when launched by
     ``torchrun`` (``WORLD_SIZE`` in the environment) and none exists yet; otherwise uses
     the existing group, or runs as one process.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The command-line options (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    dict
+        ``world_size``, ``parallelism`` ("none", "ddp", "zero" or "fsdp"), ``local_river``,
+        ``dtype``, ``steps``, ``batch_size``, ``test_loss``, ``test_accuracy``,
+        ``multiplier`` (River's final one), ``multipliers`` (every rank's multiplier after
+        every step), ``multiplier_spread`` and ``parameter_spread`` (the largest difference
+        between ranks; ``None`` for the parameters under FSDP, which keeps one copy), and
+        ``model`` (this rank's trained model).
     """
     args = _parse(argv)
     launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -158,6 +173,7 @@ def _train(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     scheduler = ScheduledLR(optimizer, schedule, multiplier=river)
 
     generator = torch.Generator().manual_seed(0)  # the same batches on every rank
+    history: list[torch.Tensor] = []
     net.train()
     for _ in range(args.epochs):
         order = torch.randperm(n, generator=generator).to(device)
@@ -170,6 +186,7 @@ def _train(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
             optimizer.zero_grad(set_to_none=True)
             river.observe(losses.detach())  # all-reduces the statistics over the ranks
             scheduler.step()
+            history.append(river.multiplier.detach().clone())  # no host sync in the loop
 
     test_loss, test_accuracy = evaluate(model, data.x_test, data.y_test)
     full = _full_state_dict(model)  # every rank takes part in gathering FSDP's shards
@@ -190,6 +207,7 @@ def _train(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
         "test_accuracy": test_accuracy,
         "multiplier": float(river.multiplier),
         "multiplier_spread": _max_spread([river.multiplier], world),
+        "multipliers": _every_rank(torch.stack(history), world),
         # FSDP keeps one copy of each parameter, sliced over the ranks: nothing to compare
         "parameter_spread": None if args.fsdp else _max_spread(list(model.parameters()), world),
         "model": model,
@@ -219,6 +237,15 @@ def _summary(result: dict[str, Any], device: torch.device, args: argparse.Namesp
         f"largest difference between ranks: multiplier "
         f"{result['multiplier_spread']:.3g}, parameters {params}"
     )
+
+
+def _every_rank(values: torch.Tensor, world: int) -> list[list[float]]:
+    """``values`` of every rank, rank by rank (an all-gather), as Python floats."""
+    values = values.double()
+    parts = [values] if world == 1 else [torch.empty_like(values) for _ in range(world)]
+    if world > 1:
+        dist.all_gather(parts, values)
+    return [part.cpu().tolist() for part in parts]
 
 
 def _fully_shard(model: torch.nn.Module, device: torch.device, world: int) -> None:
