@@ -1,6 +1,6 @@
 """A short, seeded training loop for the notebooks: history, evaluation and a progress bar.
 
-The loop is the one every chapter uses (DESIGN.md): the learning rate of step ``t``
+The loop is the one every chapter uses (section 6.5): the learning rate of step ``t``
 never sees batch ``t``::
 
     losses = loss_fn(model(x), y, reduction="none")   # per-example
@@ -16,7 +16,7 @@ synchronise the host at every step.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from companion._validation import check_flag, check_integer
 from companion.problems import Split
 
 __all__ = ["History", "evaluate", "train"]
@@ -40,6 +41,10 @@ class History:
         Mean training loss of each mini-batch, one entry per step.
     step_lr : np.ndarray
         Learning rate of the first parameter group used at each step.
+    step_multiplier : np.ndarray
+        The multiplier (e.g. a River's) in force at each step; empty without one.
+    step_loss_variance : np.ndarray
+        Variance of each mini-batch's per-example losses (population form, divisor N).
     epoch_train_loss, epoch_test_loss, epoch_test_accuracy, epoch_train_accuracy : list of float
         Full-data evaluations after each epoch.
     """
@@ -47,6 +52,7 @@ class History:
     step_loss: np.ndarray = field(default_factory=lambda: np.empty(0))
     step_lr: np.ndarray = field(default_factory=lambda: np.empty(0))
     step_multiplier: np.ndarray = field(default_factory=lambda: np.empty(0))
+    step_loss_variance: np.ndarray = field(default_factory=lambda: np.empty(0))
     epoch_train_loss: list[float] = field(default_factory=list)
     epoch_train_accuracy: list[float] = field(default_factory=list)
     epoch_test_loss: list[float] = field(default_factory=list)
@@ -91,6 +97,7 @@ def train(
     loss_fn: Callable[..., torch.Tensor] = F.cross_entropy,
     progress: bool = True,
     description: str = "training",
+    callback: Callable[[int, torch.Tensor], None] | None = None,
 ) -> History:
     """Train ``model`` with mini-batch steps and return its :class:`History`.
 
@@ -110,11 +117,20 @@ def train(
     loss_fn
         Called as ``loss_fn(outputs, targets, reduction="none")``.
     progress : bool
-        Show a tqdm progress bar (one update per epoch).
+        Show a progress bar (one update per epoch) on standard error, when tqdm is
+        installed; without it, or with ``progress=False``, there is none.
+    description : str
+        The progress bar's label.
+    callback : callable, optional
+        Called as ``callback(step, losses)`` after every optimizer step (and after the
+        River's and the scheduler's updates), with the 0-based step and the batch's
+        detached per-example losses.
     """
-    if epochs < 1 or batch_size < 1:
-        raise ValueError(f"epochs and batch_size must be >= 1, got {epochs!r} and {batch_size!r}")
-    from tqdm import tqdm
+    epochs = check_integer("epochs", epochs, low=1)
+    batch_size = check_integer("batch_size", batch_size, low=1)
+    progress = check_flag("progress", progress)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable as callback(step, losses), got {callback!r}")
 
     generator = torch.Generator().manual_seed(seed)
     n = data.x_train.shape[0]
@@ -122,15 +138,10 @@ def train(
     losses_seen: list[torch.Tensor] = []
     lrs_seen: list[torch.Tensor] = []
     multipliers_seen: list[torch.Tensor] = []
-    bar = tqdm(
-        range(epochs),
-        desc=description,
-        disable=not progress,
-        file=sys.stdout,
-        ncols=80,
-        mininterval=30.0,
-    )
+    variances_seen: list[torch.Tensor] = []
+    bar = _progress(range(epochs), description, progress)
     model.train()
+    step = 0
     for _ in bar:
         order = torch.randperm(n, generator=generator).to(data.x_train.device)
         for start in range(0, n, batch_size):
@@ -146,16 +157,38 @@ def train(
                 river.observe(losses.detach())
             if scheduler is not None:
                 scheduler.step()
-            losses_seen.append(losses.detach().mean())
+            detached = losses.detach()
+            losses_seen.append(detached.mean())
+            variances_seen.append(detached.var(unbiased=False))
+            if callback is not None:
+                callback(step, detached)
+            step += 1
         train_loss, train_acc = evaluate(model, data.x_train, data.y_train)
         test_loss, test_acc = evaluate(model, data.x_test, data.y_test)
         history.epoch_train_loss.append(train_loss)
         history.epoch_train_accuracy.append(train_acc)
         history.epoch_test_loss.append(test_loss)
         history.epoch_test_accuracy.append(test_acc)
-        bar.set_postfix(loss=f"{train_loss:.3f}", test_acc=f"{test_acc:.3f}")
+        if hasattr(bar, "set_postfix"):
+            bar.set_postfix(loss=f"{train_loss:.3f}", test_acc=f"{test_acc:.3f}")
     history.step_loss = torch.stack(losses_seen).double().cpu().numpy()
+    history.step_loss_variance = torch.stack(variances_seen).double().cpu().numpy()
     history.step_lr = torch.stack([lr.cpu() for lr in lrs_seen]).double().numpy()
     if multipliers_seen:
         history.step_multiplier = torch.stack([m.cpu() for m in multipliers_seen]).double().numpy()
     return history
+
+
+def _progress(epochs: Iterable[int], description: str, show: bool) -> Iterable[int]:
+    """``epochs`` wrapped in a tqdm bar on stderr when asked and tqdm is installed.
+
+    The bar goes to standard error, which the book's build removes from its pages, so a
+    reader running a chapter sees it and the rendered page does not.
+    """
+    if not show:
+        return epochs
+    try:
+        from tqdm import tqdm
+    except ImportError:  # a base install (numpy + torch only) has no progress bar
+        return epochs
+    return tqdm(epochs, desc=description, file=sys.stderr, ncols=80, mininterval=1.0)

@@ -1,0 +1,96 @@
+"""Collect the folded "Departure from the draft" notes into one appendix page.
+
+A note is an admonition with the class ``departure`` and a label (``(departure-63-x)=``
+right before it). The ``departures`` directive, on the appendix page, becomes a list of
+every note in reading order: the section it sits in, its first sentence, and a link.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from docutils import nodes
+from sphinx.application import Sphinx
+from sphinx.util.docutils import SphinxDirective
+
+
+class departure_list(nodes.General, nodes.Element):
+    """Placeholder, replaced by the list once every page has been read."""
+
+
+class DeparturesDirective(SphinxDirective):
+    def run(self) -> list[nodes.Node]:
+        return [departure_list()]
+
+
+def _first_sentence(node: nodes.Element) -> str:
+    body = [c for c in node.children if not isinstance(c, nodes.title)]
+    text = " ".join(c.astext() for c in body).replace("\n", " ")
+    match = re.match(r"(.+?[.;:])(\s|$)", text)
+    sentence = match.group(1) if match else text
+    return sentence if len(sentence) <= 200 else sentence[:197].rstrip() + "…"
+
+
+def _collect(app: Sphinx, doctree: nodes.document) -> None:
+    notes = app.env.departure_notes = getattr(app.env, "departure_notes", {})
+    found = []
+    for node in doctree.findall(nodes.Element):
+        if "departure" not in node.get("classes", ()) or not node.get("ids"):
+            continue
+        labels = [i for i in node["ids"] if i.startswith("departure-")]
+        parent = node.parent
+        while parent is not None and not isinstance(parent, nodes.section):
+            parent = parent.parent
+        title = parent[0].astext() if parent is not None else ""
+        found.append((labels[0] if labels else node["ids"][0], title, _first_sentence(node)))
+    notes[app.env.docname] = found
+
+
+def _purge(app: Sphinx, env: Any, docname: str) -> None:
+    getattr(env, "departure_notes", {}).pop(docname, None)
+
+
+def _merge(app: Sphinx, env: Any, docnames: Any, other: Any) -> None:
+    env.departure_notes = getattr(env, "departure_notes", {})
+    env.departure_notes.update(getattr(other, "departure_notes", {}))
+
+
+def _resolve(app: Sphinx, doctree: nodes.document, fromdocname: str) -> None:
+    notes = getattr(app.env, "departure_notes", {})
+    order = {doc: i for i, doc in enumerate(_reading_order(app))}
+    for placeholder in list(doctree.findall(departure_list)):
+        listing = nodes.bullet_list()
+        for docname in sorted(notes, key=lambda d: order.get(d, len(order))):
+            for label, title, sentence in notes[docname]:
+                uri = app.builder.get_relative_uri(fromdocname, docname) + "#" + label
+                para = nodes.paragraph()
+                para += nodes.reference("", title or docname, internal=True, refuri=uri)
+                para += nodes.Text(" — " + sentence)
+                listing += nodes.list_item("", para)
+        placeholder.replace_self(listing if len(listing) else nodes.paragraph(text="(none)"))
+
+
+def _reading_order(app: Sphinx) -> list[str]:
+    toctree = getattr(app.env, "toctree_includes", {})
+    order: list[str] = []
+
+    def walk(doc: str) -> None:
+        if doc in order:
+            return
+        order.append(doc)
+        for child in toctree.get(doc, []):
+            walk(child)
+
+    walk(app.config.root_doc)
+    return order
+
+
+def setup(app: Sphinx) -> dict[str, Any]:
+    app.add_node(departure_list)
+    app.add_directive("departures", DeparturesDirective)
+    app.connect("doctree-read", _collect)
+    app.connect("env-purge-doc", _purge)
+    app.connect("env-merge-info", _merge)
+    app.connect("doctree-resolved", _resolve)
+    return {"parallel_read_safe": True, "parallel_write_safe": True, "env_version": 1}

@@ -1,0 +1,206 @@
+"""Per-step overhead of the River multiplier on a small training loop (section 6.5).
+
+Run ``python -m companion.benchmarks.river`` (``--quick`` for a short run). It trains an
+MLP on scikit-learn's digits with AdamW and :class:`companion.lr_scheduler.ScheduledLR`
+driving a cosine schedule, in three runs side by side:
+
+* ``plain``: the schedule alone;
+* ``const m``: the schedule times a fixed 0-d tensor (what :class:`ScheduledLR` costs to
+  read a tensor multiplier, River or not);
+* ``River``: the schedule times a :class:`companion.river.River` fed with the
+  per-example losses (the loop of DESIGN.md).
+
+Each step is forward, per-example loss, backward, ``optimizer.step()``, ``zero_grad()``,
+[``river.observe``], ``scheduler.step()``. The River runs with ``clip=(1, 1)``: all its
+operations execute, but the learning rates, hence the weights and the cost of every
+other operation, stay those of the plain run (a River that changes the trajectory changes
+the cost of the other operations as well, and that is not the River's own cost).
+
+Two configurations by default: the issue's 64-128-10 MLP with batch 64 (a step of a few
+hundred microseconds, where the fixed cost of ``observe`` shows) and 64-1024-10 with batch
+512 (a step of a few milliseconds); ``--hidden`` and ``--batch-size`` run one of your own.
+The runs alternate in rounds (so drift of a shared machine hits them alike), and the
+table gives the median time per step of each, and River's overhead over ``plain`` (the
+median over rounds of the overhead within a round) in percent and microseconds per step
+(target < 2 %). Last, ``observe`` on its own: the median over
+rounds of 5,000 calls on a fixed batch of float32 losses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import timeit
+
+import torch
+
+from companion.device import default_device
+from companion.lr_scheduler import ScheduledLR
+from companion.river import River
+from companion.schedules import cosine
+
+TARGET = 0.02
+CONFIGS = ((128, 64), (1024, 512))  # (hidden width, batch size)
+ROUND_SECONDS = 0.1  # length of a round of one run when --steps is not given
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class _Constant:
+    """A multiplier that never changes: a 0-d tensor, as River's."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.multiplier = torch.tensor(1.0, device=device)
+
+
+class _Run:
+    """One model, optimizer, scheduler (and multiplier) that keeps training across rounds."""
+
+    def __init__(self, data, hidden: int, total_steps: int, kind: str, device) -> None:
+        torch.manual_seed(0)
+        self.x, self.y, self.batches = data
+        self.model = torch.nn.Sequential(
+            torch.nn.Linear(64, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 10)
+        ).to(device)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-3)
+        # clip=(1, 1): every operation of River runs, but m = 1 keeps the training (and so the
+        # cost of the other steps, which depends on the weights) identical to the plain run.
+        self.river = River(clip=(1.0, 1.0)) if kind == "river" else None
+        multiplier = {"plain": None, "const": _Constant(device), "river": self.river}[kind]
+        self.sched = ScheduledLR(self.opt, cosine(1e-3, total_steps), multiplier=multiplier)
+        self.t = 0
+
+    def steps(self, n: int) -> None:
+        model, opt, sched, river = self.model, self.opt, self.sched, self.river
+        for _ in range(n):
+            idx = self.batches[self.t % len(self.batches)]
+            losses = torch.nn.functional.cross_entropy(
+                model(self.x[idx]), self.y[idx], reduction="none"
+            )
+            losses.mean().backward()
+            opt.step()
+            opt.zero_grad()
+            if river is not None:
+                river.observe(losses.detach())
+            sched.step()
+            self.t += 1
+
+
+def _digits(batch_size: int, device: torch.device):
+    from sklearn.datasets import load_digits  # only the benchmark needs scikit-learn
+
+    digits = load_digits()
+    x = torch.tensor(digits.data / 16.0, dtype=torch.float32, device=device)
+    y = torch.tensor(digits.target, dtype=torch.long, device=device)
+    gen = torch.Generator().manual_seed(0)
+    n_batches = len(x) // batch_size
+    batches = torch.randperm(len(x), generator=gen)[: n_batches * batch_size]
+    batches = list(batches.view(n_batches, batch_size).to(device).unbind(0))
+    return x, y, batches
+
+
+def measure_step(
+    hidden: int, batch_size: int, steps: int | None, rounds: int, device: torch.device
+) -> dict[str, float]:
+    """Median time per training step (seconds) of the plain, const-m and River runs.
+
+    Also ``"overhead"``, the median over rounds of River's relative overhead in the round,
+    and ``"steps"``, the steps per round and run.
+    """
+    data = _digits(batch_size, device)
+    kinds = ("plain", "const", "river")
+    total = 10**9  # the schedule's horizon: far beyond any run
+    runs = {kind: _Run(data, hidden, total, kind, device) for kind in kinds}
+    warm = 100
+    t0 = time.perf_counter()
+    for run in runs.values():  # warm-up (allocator, caches, lazy state)
+        run.steps(warm)
+    _sync(device)
+    if steps is None:  # rounds of about ROUND_SECONDS per run
+        per_step = (time.perf_counter() - t0) / (warm * len(runs))
+        steps = max(20, int(ROUND_SECONDS / per_step))
+    times: dict[str, list[float]] = {kind: [] for kind in kinds}
+    for k in range(rounds):
+        order = kinds[k % len(kinds) :] + kinds[: k % len(kinds)]  # rotate who goes first
+        for kind in order:
+            t0 = time.perf_counter()
+            runs[kind].steps(steps)
+            _sync(device)
+            times[kind].append((time.perf_counter() - t0) / steps)
+    out = {kind: statistics.median(ts) for kind, ts in times.items()}
+    # The overhead of each round against the plain run of the same round, then the median:
+    # robust to the drift of a shared machine between rounds.
+    out["overhead"] = statistics.median(
+        river / plain - 1.0 for river, plain in zip(times["river"], times["plain"], strict=True)
+    )
+    out["steps"] = steps
+    return out
+
+
+def measure_observe(batch_size: int, rounds: int, device: torch.device, calls: int = 5000) -> float:
+    """Median time (seconds) of one ``River().observe`` on float32 losses of a batch."""
+    river = River()
+    losses = torch.rand(batch_size, generator=torch.Generator().manual_seed(0)).to(device)
+    for _ in range(200):
+        river.observe(losses)
+    _sync(device)
+    times = []
+    for _ in range(rounds):
+        t = timeit.timeit(lambda: river.observe(losses), number=calls)
+        _sync(device)
+        times.append(t / calls)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=None, help="steps per round and run")
+    parser.add_argument("--rounds", type=int, default=21, help="rounds (median kept)")
+    parser.add_argument("--hidden", type=int, default=None, help="run only this width ...")
+    parser.add_argument("--batch-size", type=int, default=None, help="... and batch size")
+    parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: best)")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--quick", action="store_true", help="3 rounds of 100 steps")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.quick:
+        args.steps, args.rounds = 100, 3
+    configs = CONFIGS
+    if args.hidden is not None or args.batch_size is not None:
+        configs = ((args.hidden or CONFIGS[0][0], args.batch_size or CONFIGS[0][1]),)
+    device = default_device(args.device)
+
+    print(
+        f"digits MLP, AdamW + ScheduledLR(cosine), device {device}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; median of {args.rounds} rounds per run"
+    )
+    header = (
+        f"{'MLP':>11s} {'batch':>5s} {'steps':>5s} {'plain':>9s} {'const m':>9s} "
+        f"{'River':>9s} {'overhead':>9s} {'overhead':>9s}"
+    )
+    print(header)
+    print(f"{'':>11s} {'':>5s} {'/round':>5s} {'us/step':>9s} {'us/step':>9s} "
+          f"{'us/step':>9s} {'us/step':>9s} {'%':>9s}")  # fmt: skip
+    for hidden, batch in configs:
+        t = measure_step(hidden, batch, args.steps, args.rounds, device)
+        overhead = t["overhead"]
+        print(
+            f"{f'64-{hidden}-10':>11s} {batch:5d} {t['steps']:5d} {t['plain'] * 1e6:9.1f} "
+            f"{t['const'] * 1e6:9.1f} {t['river'] * 1e6:9.1f} {overhead * t['plain'] * 1e6:9.1f} "
+            f"{100 * overhead:8.2f}%"
+            f"  ({'met' if overhead < TARGET else 'NOT met'}: target < {TARGET * 100:.0f} %)"
+        )
+    for batch in sorted({b for _, b in configs}):
+        observe = measure_observe(batch, args.rounds, device)
+        print(
+            f"River.observe alone, float32 losses, batch {batch}: {observe * 1e6:.1f} us per call"
+        )
+
+
+if __name__ == "__main__":
+    main()

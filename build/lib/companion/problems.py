@@ -1,0 +1,138 @@
+"""Toy objectives and small data sets for the notebooks (not used by the core layers).
+
+Everything here is deterministic given its ``seed``: the chapters' numbers are
+reproducible build after build.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["Split", "digits", "mlp", "quadratic_gd_steps"]
+
+
+@dataclass(frozen=True)
+class Split:
+    """A train/test split of a classification data set, as tensors on one device."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+
+    @property
+    def num_features(self) -> int:
+        return self.x_train.shape[1]
+
+    @property
+    def num_classes(self) -> int:
+        return int(torch.cat([self.y_train, self.y_test]).max()) + 1
+
+
+def digits(
+    seed: int = 0,
+    test_fraction: float = 0.25,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> Split:
+    """scikit-learn's bundled 8x8 digits (1,797 images, 10 classes; no download).
+
+    Pixels are scaled to [0, 1] and standardised with the *training* set's mean and
+    standard deviation. The split is stratified-free but seeded: the same ``seed``
+    always gives the same split.
+
+    Parameters
+    ----------
+    seed : int
+        Seed of the shuffle that makes the split.
+    test_fraction : float
+        Share of the examples held out, in (0, 1).
+    device, dtype
+        Where and how the tensors are stored.
+
+    Examples
+    --------
+    >>> split = digits(seed=0)
+    >>> split.x_train.shape, split.x_test.shape, split.num_classes
+    (torch.Size([1348, 64]), torch.Size([449, 64]), 10)
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction!r}")
+    from sklearn.datasets import load_digits  # the book's extra, not a runtime dependency
+
+    data = load_digits()
+    x = data.data.astype(np.float64) / 16.0
+    y = data.target.astype(np.int64)
+    order = np.random.default_rng(seed).permutation(len(y))
+    n_test = int(round(test_fraction * len(y)))
+    test, train = order[:n_test], order[n_test:]
+    mean = x[train].mean(axis=0)
+    std = x[train].std(axis=0) + 1e-6
+    x = (x - mean) / std
+
+    def to(a: np.ndarray, kind: torch.dtype) -> torch.Tensor:
+        return torch.as_tensor(a, dtype=kind, device=device)
+
+    return Split(
+        to(x[train], dtype), to(y[train], torch.long), to(x[test], dtype), to(y[test], torch.long)
+    )
+
+
+def mlp(
+    in_features: int,
+    hidden: int,
+    out_features: int,
+    depth: int = 1,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> nn.Sequential:
+    """A seeded multilayer perceptron with ``depth`` hidden ReLU layers of width ``hidden``.
+
+    Examples
+    --------
+    >>> model = mlp(64, 32, 10, seed=0)
+    >>> sum(p.numel() for p in model.parameters())
+    2410
+    """
+    if depth < 1:
+        raise ValueError(f"depth must be >= 1, got {depth!r}")
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        layers: list[nn.Module] = []
+        width = in_features
+        for _ in range(depth):
+            layers += [nn.Linear(width, hidden), nn.ReLU()]
+            width = hidden
+        layers.append(nn.Linear(width, out_features))
+        model = nn.Sequential(*layers)
+    finally:
+        torch.random.set_rng_state(generator_state)
+    return model.to(device=device, dtype=dtype)
+
+
+def quadratic_gd_steps(
+    curvatures: np.ndarray, lrs: np.ndarray, w0: np.ndarray, tol: float, max_steps: int
+) -> int | None:
+    r"""Steps gradient descent needs on :math:`f(w)=\tfrac12\sum_i \lambda_i w_i^2` to reach ``f <= tol``.
+
+    The iterates are :math:`w_{t,i} = (1-\eta_i\lambda_i)^t\,w_{0,i}` (section 6.1), where
+    ``lrs`` holds one rate per coordinate (or one shared rate, broadcast). Evaluated in
+    closed form for every ``t`` up to ``max_steps``; ``None`` if the tolerance is not met.
+
+    Examples
+    --------
+    >>> quadratic_gd_steps(np.array([1.0, 100.0]), np.array([1.0, 0.01]), np.ones(2), 1e-8, 10)
+    1
+    """
+    curvatures, lrs, w0 = (np.asarray(a, dtype=np.float64) for a in (curvatures, lrs, w0))
+    t = np.arange(max_steps + 1)[:, None]
+    w = (1.0 - lrs * curvatures) ** t * w0
+    f = 0.5 * (curvatures * w**2).sum(axis=1)
+    hit = np.flatnonzero(f <= tol)
+    return int(hit[0]) if hit.size else None
