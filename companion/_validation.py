@@ -88,6 +88,11 @@ def _outside(value: float, low: Any, high: Any, low_open: bool, high_open: bool)
     return high is not None and (value >= high if high_open else value > high)
 
 
+def _named(bound: Any, name: str | None) -> Any:
+    """A bound as messages show it: ``"total_steps=100"`` when it has a name."""
+    return f"{name}={bound}" if name is not None and bound is not None else bound
+
+
 def _describe(kind: str, low: Any, high: Any, low_open: bool, high_open: bool) -> str:
     bound = interval(low, high, low_open=low_open, high_open=high_open)
     return f"{kind} {bound}".rstrip()
@@ -104,6 +109,7 @@ def check_real(
     finite: bool = True,
     allow_tensor: bool = False,
     read_tensor: bool = True,
+    high_name: str | None = None,
 ) -> Any:
     """Check a real number and return it as a Python ``float`` (a tensor is returned as is).
 
@@ -123,6 +129,8 @@ def check_real(
         With ``allow_tensor``, also check a tensor's value. Reading a tensor that lives on
         an accelerator synchronises the host, so callers on a hot path pass ``False``
         there and only its shape and dtype are checked.
+    high_name : str, optional
+        Names the upper bound in the message (``"in [0, peak_lr=0.1]"``).
 
     Raises
     ------
@@ -142,7 +150,8 @@ def check_real(
     ValueError: lr must be a finite real number >= 0, got -1
     """
     kind = "a finite real number" if finite else "a real number"
-    wanted = _describe(kind, low, high, low_open, high_open)
+    shown_high = _named(high, high_name)
+    wanted = _describe(kind, low, shown_high, low_open, high_open)
     if isinstance(value, torch.Tensor):
         if not allow_tensor:
             raise TypeError(f"{name} must be {wanted} (not a tensor), got {_fmt(value)}")
@@ -193,7 +202,7 @@ def check_integer(
     ...
     TypeError: warmup_steps must be an integer >= 0, got 2.0
     """
-    shown_high = f"{high_name}={high}" if high_name is not None and high is not None else high
+    shown_high = _named(high, high_name)
     wanted = _describe("an integer", low, shown_high, False, False)
     if not _is_integer_scalar(value):
         raise TypeError(f"{name} must be {wanted}, got {_fmt(value)}")

@@ -15,12 +15,13 @@ __all__ = ["glue_number", "textbook_number"]
 
 _SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 _MINUS = "\N{MINUS SIGN}"
+_TIMES = "\N{NO-BREAK SPACE}×\N{NO-BREAK SPACE}"  # a line never breaks inside a number
 
 
 def _power_of_ten(mantissa: str, exponent: int) -> str:
     if mantissa in ("1", "1.0"):
         return f"10{str(exponent).translate(_SUPERSCRIPT)}"
-    return f"{mantissa} × 10{str(exponent).translate(_SUPERSCRIPT)}"
+    return f"{mantissa}{_TIMES}10{str(exponent).translate(_SUPERSCRIPT)}"
 
 
 def textbook_number(
@@ -47,17 +48,19 @@ def textbook_number(
     Returns
     -------
     str
-        The text, with a true minus sign (U+2212) and superscript exponents.
+        The text, with a true minus sign (U+2212), superscript exponents and no-break
+        spaces around the ×, so that a line or a table cell never breaks inside it.
 
     Examples
     --------
-    >>> textbook_number(1.9e-4)
+    >>> text = textbook_number(1.9e-4)
+    >>> text.replace("\N{NO-BREAK SPACE}", " ")   # shown with plain spaces here
     '1.9 × 10⁻⁴'
     >>> textbook_number(0.0)
     '0'
     >>> textbook_number(0.016048, digits=3)
     '0.0160'
-    >>> textbook_number(-2.75e-16, ".2e")
+    >>> textbook_number(-2.75e-16, ".2e").replace("\N{NO-BREAK SPACE}", " ")
     '−2.75 × 10⁻¹⁶'
     >>> textbook_number(0.0, ".1e")
     '0'

@@ -1,29 +1,39 @@
 r"""The chapter's formulas for learning-rate schedules, as functions (sections 6.2 and 6.4).
 
-numpy only. Each docstring states the formula and where the book derives it; the
-corrections of the draft (``ERRATA.md`` items 1-8) are built in.
+numpy only. Each docstring states the formula and where the book derives it (section,
+lemma, equation label). Arguments are checked by :mod:`companion._validation`: a wrong
+type is a :class:`TypeError`, a value out of range a :class:`ValueError`, and the
+message names the argument, its range and the value.
 
 Examples
 --------
-The worked example of section 6.4 (:math:`\Delta = 100`, :math:`L\sigma^2/2 = 1`, T = 100):
+The worked example of sections 6.2 and 6.4: :math:`\Delta = 100`, :math:`L = 1`,
+:math:`\sigma^2 = 2` (so :math:`L\sigma^2/2 = 1`), :math:`T = 100`:
 
 >>> from companion.theory import sgd_bound, best_constant_lr
->>> sgd_bound([0.1] * 100, delta=100.0, L=2.0, sigma2=1.0)
+>>> sgd_bound([0.1] * 100, delta=100.0, L=1.0, sigma2=2.0)
 10.1
->>> sgd_bound([0.1] * 50 + [0.025] * 50, delta=100.0, L=2.0, sigma2=1.0)
+>>> sgd_bound([0.1] * 50 + [0.025] * 50, delta=100.0, L=1.0, sigma2=2.0)
 16.085
->>> best_constant_lr(delta=100.0, L=2.0, sigma2=1.0, T=100)
+>>> best_constant_lr(delta=100.0, L=1.0, sigma2=2.0, T=100)
 (1.0, 2.0)
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from companion._validation import (
+    check_flag,
+    check_integer,
+    check_real,
+    check_real_array,
+    is_real_scalar,
+)
 
 __all__ = [
     "sgd_bound",
@@ -36,47 +46,29 @@ __all__ = [
 ]
 
 
-def _real(name: str, value: Any, *, positive: bool = False) -> float:
-    """A finite real number >= 0 (> 0 if ``positive``)."""
-    bound = "> 0" if positive else ">= 0"
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a finite real number {bound}, got {value!r}")
-    x = float(value)
-    if not math.isfinite(x) or x < 0.0 or (positive and x == 0.0):
-        raise ValueError(f"{name} must be a finite real number {bound}, got {value!r}")
-    return x
-
-
-def _lrs(lrs: npt.ArrayLike) -> np.ndarray:
-    """A non-empty 1-d array of finite learning rates >= 0."""
-    arr = np.asarray(lrs, dtype=np.float64)
-    if arr.ndim != 1 or arr.size == 0:
-        raise ValueError(f"lrs must be a non-empty 1-d sequence, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
-        raise ValueError("lrs must contain finite learning rates >= 0")
-    return arr
-
-
 def sgd_bound(lrs: npt.ArrayLike, delta: float, L: float, sigma2: float) -> float:
     r"""Lemma 6.2.1: the bound on :math:`\min_t \mathbb{E}\|\nabla f(w_t)\|^2` for a schedule.
 
     For SGD :math:`w_{t+1} = w_t - \eta_t g_t` with deterministic rates on an
-    :math:`L`-smooth :math:`f` with :math:`f(w_1) - f^* = \Delta` and unbiased
-    gradients of second moment :math:`\mathbb{E}\|g_t\|^2 \le \sigma^2`,
+    :math:`L`-smooth :math:`f` with :math:`f(w_0) - f^\star = \Delta` and gradients that
+    are unbiased given the history, with :math:`\mathbb{E}[\|g_t\|^2 \mid \mathcal F_t]
+    \le \sigma^2` (the lemma's hypothesis; section 6.2, equation ``eq-62-bound``),
 
     .. math::
 
-        \min_{t \le T} \mathbb{E}\|\nabla f(w_t)\|^2
-        \le \frac{\Delta + \tfrac{L\sigma^2}{2}\sum_{t=1}^T \eta_t^2}{\sum_{t=1}^T \eta_t}.
+        \min_{0 \le t < T} \mathbb{E}\|\nabla f(w_t)\|^2
+        \le \frac{\Delta + \tfrac{L\sigma^2}{2}\sum_{t=0}^{T-1} \eta_t^2}
+                  {\sum_{t=0}^{T-1} \eta_t}.
 
     The sums are computed with :func:`math.fsum` (correctly rounded), so the worked
     example of section 6.4 comes out as 10.1, 40.025 and 16.085 (= 3217/200).
-    The bound depends on the multiset of rates only, not on their order (ERRATA 5).
+    The bound depends on the multiset of rates only, not on their order.
 
     Parameters
     ----------
     lrs : array_like
-        The rates :math:`\eta_1, \dots, \eta_T`: finite, >= 0, not all 0.
+        The rates :math:`\eta_0, \dots, \eta_{T-1}`: a non-empty 1-d sequence of finite
+        real numbers >= 0 (bools are not numbers), not all 0.
     delta : float
         :math:`\Delta \ge 0`, the initial gap.
     L : float
@@ -90,13 +82,15 @@ def sgd_bound(lrs: npt.ArrayLike, delta: float, L: float, sigma2: float) -> floa
 
     Examples
     --------
-    >>> sgd_bound([0.025] * 100, delta=100.0, L=2.0, sigma2=1.0)
+    The book's constants (:math:`\Delta = 100`, :math:`L = 1`, :math:`\sigma^2 = 2`):
+
+    >>> sgd_bound([0.025] * 100, delta=100.0, L=1.0, sigma2=2.0)
     40.025
     """
-    arr = _lrs(lrs)
-    delta = _real("delta", delta)
-    L = _real("L", L, positive=True)
-    sigma2 = _real("sigma2", sigma2)
+    arr = check_real_array("lrs", lrs, low=0)
+    delta = check_real("delta", delta, low=0)
+    L = check_real("L", L, low=0, low_open=True)
+    sigma2 = check_real("sigma2", sigma2, low=0)
     total = math.fsum(arr.tolist())
     if total <= 0.0:
         raise ValueError("lrs must not all be 0 (the bound divides by their sum)")
@@ -105,18 +99,18 @@ def sgd_bound(lrs: npt.ArrayLike, delta: float, L: float, sigma2: float) -> floa
 
 
 def best_constant_lr(delta: float, L: float, sigma2: float, T: int) -> tuple[float, float]:
-    r"""The constant rate that minimises Lemma 6.2.1's bound, and the bound there (ERRATA 5).
+    r"""The constant rate that minimises Lemma 6.2.1's bound, and the bound there (6.4).
 
     With :math:`\eta_t = \eta` the bound is :math:`\Delta/(T\eta) + L\sigma^2\eta/2`,
-    minimised at
+    minimised at (section 6.4, equation ``eq-64-eta-star``)
 
     .. math::
 
-        \eta^* = \sqrt{\frac{2\Delta}{L\sigma^2 T}}, \qquad
-        \text{bound}(\eta^*) = \sqrt{\frac{2\Delta L\sigma^2}{T}}.
+        \eta^\star = \sqrt{\frac{2\Delta}{L\sigma^2 T}}, \qquad
+        \text{bound}(\eta^\star) = \sqrt{\frac{2\Delta L\sigma^2}{T}}.
 
     Since :math:`\sum\eta_t^2 \ge (\sum\eta_t)^2/T`, no schedule beats this bound.
-    (Whether :math:`\eta^*` is a sensible step, e.g. :math:`\eta^* \le 1/L`, is a
+    (Whether :math:`\eta^\star` is a sensible step, e.g. :math:`\eta^\star \le 1/L`, is a
     separate question.)
 
     Parameters
@@ -129,43 +123,42 @@ def best_constant_lr(delta: float, L: float, sigma2: float, T: int) -> tuple[flo
     Returns
     -------
     (float, float)
-        :math:`\eta^*` and the bound at :math:`\eta^*`.
+        :math:`\eta^\star` and the bound at :math:`\eta^\star`.
 
     Examples
     --------
-    >>> best_constant_lr(delta=100.0, L=2.0, sigma2=1.0, T=100)
+    >>> best_constant_lr(delta=100.0, L=1.0, sigma2=2.0, T=100)
     (1.0, 2.0)
     """
-    delta = _real("delta", delta, positive=True)
-    L = _real("L", L, positive=True)
-    sigma2 = _real("sigma2", sigma2, positive=True)
-    if isinstance(T, bool) or not isinstance(T, numbers.Integral) or T < 1:
-        raise ValueError(f"T must be an integer >= 1, got {T!r}")
+    delta = check_real("delta", delta, low=0, low_open=True)
+    L = check_real("L", L, low=0, low_open=True)
+    sigma2 = check_real("sigma2", sigma2, low=0, low_open=True)
+    T = check_integer("T", T, low=1)
     lr = math.sqrt(2.0 * delta / (L * sigma2 * T))
     return lr, math.sqrt(2.0 * delta * L * sigma2 / T)
 
 
 def min_warmup_steps(peak_lr: float, L0: float) -> int:
-    r"""The shortest linear warmup whose first step is stable at sharpness :math:`L_0` (6.4).
+    r"""The shortest linear warmup whose first step is stable at sharpness :math:`S_0` (6.4).
 
-    A linear warmup's first rate is :math:`\eta_{\text{peak}}/T_w`; gradient descent is
-    stable only if :math:`\eta < 2/L`, so the first step needs
+    A linear warmup's first rate is :math:`\eta_{\text{peak}}/W`; gradient descent is
+    stable only if :math:`\eta\,S < 2`, so the first step needs (section 6.4, equation
+    ``eq-64-warmup-length``)
 
     .. math::
 
-        T_w > \frac{\eta_{\text{peak}} L_0}{2}.
+        W > \frac{\eta_{\text{peak}} S_0}{2}.
 
-    Returned is the smallest integer satisfying it. The condition is *necessary*;
-    it is sufficient only if the sharpness falls fast enough during warmup,
-    :math:`L_t \le 2T_w/((t+1)\eta_{\text{peak}})` (ERRATA 6; the first rate is the
-    smallest, not the most stringent).
+    Returned is the smallest integer satisfying it. The condition is *necessary*; it
+    is sufficient only if the sharpness falls fast enough during warmup,
+    :math:`S_t \le 2W/((t+1)\eta_{\text{peak}})` (equation ``eq-64-warmup-all``).
 
     Parameters
     ----------
     peak_lr : float
-        Finite, >= 0.
+        :math:`\eta_{\text{peak}}`, finite, >= 0.
     L0 : float
-        The initial sharpness, finite, >= 0.
+        :math:`S_0`, the initial sharpness, finite, >= 0.
 
     Returns
     -------
@@ -173,33 +166,44 @@ def min_warmup_steps(peak_lr: float, L0: float) -> int:
 
     Examples
     --------
-    >>> min_warmup_steps(peak_lr=1.0, L0=10.0)  # T_w > 5
+    >>> min_warmup_steps(peak_lr=1.0, L0=10.0)  # W > 5
     6
     """
-    peak = _real("peak_lr", peak_lr)
-    L0 = _real("L0", L0)
+    peak = check_real("peak_lr", peak_lr, low=0)
+    L0 = check_real("L0", L0, low=0)
     return math.floor(peak * L0 / 2.0) + 1
 
 
-def cosine_early_approx(peak_lr: float, t: npt.ArrayLike, total_steps: int) -> Any:
-    r"""Early-phase Taylor approximation of the cosine schedule (6.4, ERRATA 7).
+def _taylor(peak_lr: Any, name: str, steps: Any, total_steps: Any, formula: Any) -> Any:
+    """``formula(peak, x, T)`` at the checked steps ``x``: a float for a number, else an array."""
+    peak = check_real("peak_lr", peak_lr, low=0)
+    if is_real_scalar(steps):
+        x: Any = check_real(name, steps, low=0)
+    else:
+        x = check_real_array(name, steps, low=0, ndim=None, nonempty=False)
+    out = formula(peak, x, check_integer("total_steps", total_steps, low=1))
+    return float(out) if np.ndim(out) == 0 else out
 
-    For :math:`\eta_t = \tfrac{\eta_0}{2}(1 + \cos(\pi t/T))` and :math:`t \ll T`,
-    :math:`\cos x \approx 1 - x^2/2` gives
+
+def cosine_early_approx(peak_lr: float, t: npt.ArrayLike, total_steps: int) -> Any:
+    r"""Early-phase Taylor approximation of the cosine schedule (6.4, ``eq-64-cos-early``).
+
+    For :math:`s(t) = \tfrac{\eta_{\text{peak}}}{2}(1 + \cos(\pi t/T))` and
+    :math:`t \ll T`, :math:`\cos x \approx 1 - x^2/2` gives
 
     .. math::
 
-        \eta_t \approx \eta_0\left(1 - \frac{\pi^2 t^2}{4T^2}\right),
+        s(t) \approx \eta_{\text{peak}}\left(1 - \frac{\pi^2 t^2}{4T^2}\right),
 
-    with an error of order :math:`\eta_0 (t/T)^4`. The exact curve is
+    with an error of order :math:`\eta_{\text{peak}} (t/T)^4`. The exact curve is
     ``companion.schedules.cosine(peak_lr, total_steps)``.
 
     Parameters
     ----------
     peak_lr : float
-        :math:`\eta_0`, finite, >= 0.
-    t : int or array_like
-        Step(s).
+        :math:`\eta_{\text{peak}}`, finite, >= 0.
+    t : float or array_like
+        Step(s): finite real numbers >= 0.
     total_steps : int
         :math:`T \ge 1`.
 
@@ -212,30 +216,28 @@ def cosine_early_approx(peak_lr: float, t: npt.ArrayLike, total_steps: int) -> A
     >>> round(cosine_early_approx(1.0, 10, 100), 6)
     0.975326
     """
-    peak = _real("peak_lr", peak_lr)
-    T = _total(total_steps)
-    x = np.asarray(t, dtype=np.float64)
-    out = peak * (1.0 - np.pi**2 * x**2 / (4.0 * T**2))
-    return float(out) if out.ndim == 0 else out
+    return _taylor(
+        peak_lr, "t", t, total_steps, lambda p, x, T: p * (1.0 - np.pi**2 * x**2 / (4.0 * T**2))
+    )
 
 
 def cosine_late_approx(peak_lr: float, k: npt.ArrayLike, total_steps: int) -> Any:
-    r"""Late-phase Taylor approximation of the cosine schedule (6.4, ERRATA 7).
+    r"""Late-phase Taylor approximation of the cosine schedule (6.4, ``eq-64-cos-late``).
 
     At :math:`t = T - k` with :math:`k \ll T`, :math:`1 + \cos(\pi - x) \approx x^2/2` gives
 
     .. math::
 
-        \eta_{T-k} \approx \frac{\eta_0 \pi^2}{4}\left(\frac{k}{T}\right)^2:
+        s(T - k) \approx \frac{\eta_{\text{peak}} \pi^2}{4}\left(\frac{k}{T}\right)^2:
 
     a quadratic, smooth landing (zero slope at :math:`k = 0`), not a fast decay.
 
     Parameters
     ----------
     peak_lr : float
-        :math:`\eta_0`, finite, >= 0.
-    k : int or array_like
-        Steps before the end.
+        :math:`\eta_{\text{peak}}`, finite, >= 0.
+    k : float or array_like
+        Steps before the end: finite real numbers >= 0.
     total_steps : int
         :math:`T \ge 1`.
 
@@ -248,21 +250,7 @@ def cosine_late_approx(peak_lr: float, k: npt.ArrayLike, total_steps: int) -> An
     >>> round(cosine_late_approx(1.0, 10, 100), 6)
     0.024674
     """
-    peak = _real("peak_lr", peak_lr)
-    T = _total(total_steps)
-    x = np.asarray(k, dtype=np.float64)
-    out = peak * np.pi**2 / 4.0 * (x / T) ** 2
-    return float(out) if out.ndim == 0 else out
-
-
-def _total(total_steps: Any) -> int:
-    if (
-        isinstance(total_steps, bool)
-        or not isinstance(total_steps, numbers.Integral)
-        or total_steps < 1
-    ):
-        raise ValueError(f"total_steps must be an integer >= 1, got {total_steps!r}")
-    return int(total_steps)
+    return _taylor(peak_lr, "k", k, total_steps, lambda p, x, T: p * np.pi**2 / 4.0 * (x / T) ** 2)
 
 
 def noisy_quadratic_second_moment(
@@ -273,40 +261,42 @@ def noisy_quadratic_second_moment(
     *,
     full: bool = False,
 ) -> Any:
-    r"""Exact :math:`\mathbb{E}[w^2]` after SGD on the noisy quadratic (6.4, ERRATA 5).
+    r"""Exact :math:`\mathbb{E}[w_T^2]` after SGD on the noisy quadratic (6.4, ``eq-64-last-iterate``).
 
-    On :math:`f(w) = \lambda w^2/2` with gradients :math:`g_t = \lambda w_t + \xi_t`,
+    On :math:`f(w) = h w^2/2` with gradients :math:`g_t = h w_t + \xi_t`,
     :math:`\mathbb{E}\xi_t = 0`, :math:`\mathbb{E}\xi_t^2 = \sigma^2` independent of the
-    past, SGD :math:`w_{t+1} = (1 - \eta_t\lambda) w_t - \eta_t \xi_t` gives the recursion
+    past, SGD :math:`w_{t+1} = (1 - \eta_t h) w_t - \eta_t \xi_t` gives the recursion
 
     .. math::
 
-        \mathbb{E} w_{t+1}^2 = (1 - \eta_t\lambda)^2\, \mathbb{E} w_t^2 + \eta_t^2\sigma^2,
+        \mathbb{E} w_{t+1}^2 = (1 - \eta_t h)^2\, \mathbb{E} w_t^2 + \eta_t^2\sigma^2,
 
-    i.e. after the :math:`T` rates :math:`\eta_1, \dots, \eta_T`
+    i.e. after the :math:`T` rates :math:`\eta_0, \dots, \eta_{T-1}`
 
     .. math::
 
-        \mathbb{E} w_{T+1}^2 = \prod_{t=1}^T (1 - \eta_t\lambda)^2\, w_1^2
-          + \sigma^2 \sum_{t=1}^T \eta_t^2 \prod_{s=t+1}^T (1 - \eta_s\lambda)^2.
+        \mathbb{E} w_T^2 = \prod_{t=0}^{T-1} (1 - \eta_t h)^2\, w_0^2
+          + \sigma^2 \sum_{t=0}^{T-1} \eta_t^2 \prod_{s=t+1}^{T-1} (1 - \eta_s h)^2.
 
     Unlike Lemma 6.2.1's bound, this last-iterate value depends on the *order* of
-    the rates: with :math:`\lambda = \sigma = 1`, :math:`w_1 = 10`, T = 100 it is
-    0.0526 for constant 0.1, 0.0161 for 50 steps of 0.1 then 50 of 0.025, 0.0528
-    for the reverse, and 0.0183 for ``cosine(0.1, 100)``.
+    the rates. With section 6.4's quadratic, which shares the worked example's constants
+    (:math:`h = L = 1`, :math:`\sigma^2 = 2`, :math:`w_0 = 10\sqrt2` so that
+    :math:`\Delta = 100`, :math:`T = 100`), it is 0.1053 for constant 0.1, 0.0321 for 50
+    steps of 0.1 then 50 of 0.025, 0.1057 for the reverse, and 0.0367 for
+    ``cosine(0.1, 100)`` (see the examples).
 
     Parameters
     ----------
     lrs : array_like
         The rates in the order they are used; finite, >= 0 (may be empty).
     curvature : float
-        :math:`\lambda`, finite, >= 0.
+        :math:`h`, finite, >= 0.
     sigma2 : float
         :math:`\sigma^2`, the gradient-noise variance, finite, >= 0.
     w0 : float
-        The deterministic starting point :math:`w_1`, finite.
+        The deterministic starting point :math:`w_0`, finite.
     full : bool
-        If true, return the whole path :math:`\mathbb{E}w_1^2, \dots, \mathbb{E}w_{T+1}^2`.
+        If true, return the whole path :math:`\mathbb{E}w_0^2, \dots, \mathbb{E}w_T^2`.
 
     Returns
     -------
@@ -314,35 +304,41 @@ def noisy_quadratic_second_moment(
 
     Examples
     --------
-    >>> round(noisy_quadratic_second_moment([0.1] * 100, 1.0, 1.0, 10.0), 4)
-    0.0526
+    >>> w0 = 10 * np.sqrt(2)
+    >>> round(noisy_quadratic_second_moment([0.1] * 100, 1.0, 2.0, w0), 4)
+    0.1053
+    >>> two_stage = [0.1] * 50 + [0.025] * 50
+    >>> round(noisy_quadratic_second_moment(two_stage, 1.0, 2.0, w0), 4)
+    0.0321
+    >>> round(noisy_quadratic_second_moment(two_stage[::-1], 1.0, 2.0, w0), 4)
+    0.1057
+    >>> from companion.schedules import cosine
+    >>> round(noisy_quadratic_second_moment(cosine(0.1, 100)(np.arange(100)), 1.0, 2.0, w0), 4)
+    0.0367
     """
-    arr = np.asarray(lrs, dtype=np.float64)
-    if arr.ndim != 1 or not np.all(np.isfinite(arr)) or np.any(arr < 0):
-        raise ValueError("lrs must be a 1-d sequence of finite learning rates >= 0")
-    lam = _real("curvature", curvature)
-    sigma2 = _real("sigma2", sigma2)
-    if isinstance(w0, bool) or not isinstance(w0, numbers.Real) or not math.isfinite(w0):
-        raise ValueError(f"w0 must be a finite real number, got {w0!r}")
-    m = float(w0) ** 2
+    arr = check_real_array("lrs", lrs, low=0, nonempty=False)
+    h = check_real("curvature", curvature, low=0)
+    sigma2 = check_real("sigma2", sigma2, low=0)
+    m = check_real("w0", w0) ** 2
+    full = check_flag("full", full)
     path = [m]
     for eta in arr.tolist():
-        m = (1.0 - eta * lam) ** 2 * m + eta * eta * sigma2
+        m = (1.0 - eta * h) ** 2 * m + eta * eta * sigma2
         path.append(m)
     return np.array(path) if full else m
 
 
 def stationary_second_moment(lr: float, curvature: float, sigma2: float) -> float:
-    r"""The noise ball of constant-rate SGD on a quadratic (6.2.1, 6.4, ERRATA 8).
+    r"""The noise ball of constant-rate SGD on a quadratic (6.2.1; 6.4, ``eq-64-noise-ball``).
 
-    The fixed point of :math:`m \mapsto (1 - \eta\lambda)^2 m + \eta^2\sigma^2` is
+    The fixed point of :math:`m \mapsto (1 - \eta h)^2 m + \eta^2\sigma^2` is
 
     .. math::
 
-        \lim_{t\to\infty} \mathbb{E} w_t^2 = \frac{\eta\sigma^2}{\lambda(2 - \eta\lambda)},
-        \qquad 0 < \eta\lambda < 2:
+        \lim_{t\to\infty} \mathbb{E} w_t^2 = \frac{\eta\sigma^2}{h(2 - \eta h)},
+        \qquad 0 < \eta h < 2:
 
-    the *squared* radius (and the suboptimality :math:`\lambda\,\mathbb{E}w^2/2`)
+    the *squared* radius (and the suboptimality :math:`h\,\mathbb{E}w^2/2`)
     scale with :math:`\eta`, the radius with :math:`\sqrt{\eta}`.
 
     Parameters
@@ -350,7 +346,7 @@ def stationary_second_moment(lr: float, curvature: float, sigma2: float) -> floa
     lr : float
         :math:`\eta > 0`.
     curvature : float
-        :math:`\lambda > 0`, with :math:`\eta\lambda < 2` (else SGD diverges).
+        :math:`h > 0`, with :math:`\eta h < 2` (else SGD diverges).
     sigma2 : float
         :math:`\sigma^2 \ge 0`.
 
@@ -363,11 +359,64 @@ def stationary_second_moment(lr: float, curvature: float, sigma2: float) -> floa
     >>> round(stationary_second_moment(0.1, 1.0, 1.0), 6)  # 0.1 / 1.9
     0.052632
     """
-    eta = _real("lr", lr, positive=True)
-    lam = _real("curvature", curvature, positive=True)
-    sigma2 = _real("sigma2", sigma2)
+    eta = check_real("lr", lr, low=0, low_open=True)
+    lam = check_real("curvature", curvature, low=0, low_open=True)
+    sigma2 = check_real("sigma2", sigma2, low=0)
     if eta * lam >= 2.0:
         raise ValueError(
             f"lr * curvature must be in (0, 2) for a stationary distribution, got {eta * lam}"
         )
     return eta * sigma2 / (lam * (2.0 - eta * lam))
+
+
+# --- used by section 6.3
+__all__ += ["average_regret"]
+
+
+def average_regret(played: npt.ArrayLike, grads: npt.ArrayLike, radius: float = 1.0) -> np.ndarray:
+    r"""Average regret :math:`R(t)/t`, :math:`t = 1, \dots, T`, of an online linear problem (6.3.3).
+
+    For linear losses :math:`f_t(w) = g_t\,w` on :math:`\mathcal K = [-r, r]` the best
+    fixed point after :math:`t` rounds is :math:`-r\,\operatorname{sign}\sum_{s\le t} g_s`,
+    so the regret of section 6.3.3 is a running sum:
+
+    .. math::
+
+        R(t) = \sum_{s=1}^{t} g_s\,w_s + r\,\Big|\sum_{s=1}^{t} g_s\Big| .
+
+    Parameters
+    ----------
+    played : array_like
+        :math:`w_1, \dots, w_T`, the points played (in :math:`[-r, r]`), e.g. all but
+        the last entry of :func:`companion.problems.adam_family_online`.
+    grads : array_like
+        :math:`g_1, \dots, g_T`, finite reals, as many as ``played``.
+    radius : float
+        :math:`r > 0`, the half-width of :math:`\mathcal K`.
+
+    Returns
+    -------
+    np.ndarray
+        :math:`R(1)/1, \dots, R(T)/T`.
+
+    Examples
+    --------
+    Playing :math:`w = +1` on the :math:`C = 3` problem costs :math:`2(C-2)/3 = 2/3`
+    per round (section 6.3.3):
+
+    >>> from companion.problems import reddi_gradients
+    >>> g = reddi_gradients(300)
+    >>> round(float(average_regret(np.ones(300), g)[-1]), 12)
+    0.666666666667
+    """
+    from companion._validation import check_real, check_real_array
+
+    radius = check_real("radius", radius, low=0, low_open=True)
+    played = check_real_array("played", played, low=-radius, high=radius)
+    grads = check_real_array("grads", grads)
+    if played.shape != grads.shape:
+        raise ValueError(
+            f"played and grads must have the same length, got {played.size} and {grads.size}"
+        )
+    t = np.arange(1, grads.size + 1)
+    return (np.cumsum(grads * played) + radius * np.abs(np.cumsum(grads))) / t

@@ -3,11 +3,11 @@
 The loop is the one every chapter uses (section 6.5): the learning rate of step ``t``
 never sees batch ``t``::
 
-    losses = loss_fn(model(x), y, reduction="none")   # per-example
+    losses = loss_fn(model(x), y, reduction="none")  # per example
     losses.mean().backward()
     optimizer.step(); optimizer.zero_grad()
-    river.observe(losses.detach())                    # after the step
-    scheduler.step()                                  # sets the next lr = s(t+1) x m
+    river.observe(losses.detach())  # after the step
+    scheduler.step()                # next lr = s(t+1) x multiplier
 
 Per-step records stay on the device until the end of an epoch, so the loop does not
 synchronise the host at every step.
@@ -103,13 +103,18 @@ def train(
 
     Parameters
     ----------
-    model, optimizer
-        Any torch module and optimizer (``torch.optim`` or ``companion.optim``).
+    model : torch.nn.Module
+        The model to train, in place.
+    optimizer : torch.optim.Optimizer
+        Any torch optimizer (``torch.optim`` or ``companion.optim``) over its parameters.
     data : Split
         Train and test tensors (see :func:`companion.problems.digits`).
-    epochs, batch_size : int
-        Budget: ``epochs * ceil(n_train / batch_size)`` steps; batches are reshuffled
-        each epoch by a generator seeded with ``seed``.
+    epochs : int
+        Passes over the training set; the budget is
+        ``epochs * ceil(n_train / batch_size)`` steps.
+    batch_size : int
+        Examples per step; batches are reshuffled each epoch by a generator seeded with
+        ``seed``.
     scheduler
         Stepped once after every optimizer step (e.g. :class:`companion.ScheduledLR`).
     river

@@ -256,3 +256,29 @@ def test_ci_runs_exactly_the_readme_commands():
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     for command in commands:
         assert command in ci, f".ci/run does not run the README command: {command}"
+
+
+DEPARTURE = re.compile(
+    r"(?P<label>\(departure-[\w-]+\)=\n)?(?P<fence>:::|```)\{admonition\} Departure from the draft\n"
+    r"(?P<options>(:[^\n]*\n)*)"
+)
+
+
+def test_every_departure_note_is_folded_labelled_and_listed():
+    notes = []
+    for chapter in sorted(BOOK.glob("*.md")):
+        for match in DEPARTURE.finditer(chapter.read_text()):
+            where = f"{chapter.name}: note at offset {match.start()}"
+            assert match["label"], f"{where} has no (departure-...)= label"
+            assert re.search(r":class:.*\bdropdown\b", match["options"]), f"{where} is not folded"
+            assert re.search(r":class:.*\bdeparture\b", match["options"]), f"{where} lacks the class"
+            notes.append(match["label"][1:-3])
+    assert len(notes) == len(set(notes)), "two departure notes share a label"
+    listing = HTML / "book" / "departures.html"
+    if not listing.is_file():
+        if IN_CI:
+            pytest.fail("the book is not built")
+        pytest.skip("the book is not built")
+    html = listing.read_text()
+    listed = re.findall(r'href="[^"#]*#(departure-[\w-]+)"', html)
+    assert sorted(listed) == sorted(notes), "the appendix does not list exactly the notes"

@@ -3,7 +3,9 @@
 Every page of the built book is opened at 1280 px and at 420 px, after MathJax has
 typeset it, and audited for what a reader must never meet:
 
-* ``wide-block``: a visible code or output block wider than its column (at 1280 px);
+* ``wide-block``: a visible code or output block or table wider than its column (at
+  1280 px);
+* ``page-overflow``: a page that scrolls sideways (at either width);
 * ``wide-equation``: a display equation wider than its column (at 1280 px), or one that
   is clipped instead of scrolling (at 420 px);
 * ``repr-output``: a visible output that is a raw Python repr (a tuple, dict, list,
@@ -51,12 +53,17 @@ AUDIT = r"""
   if (!main) return [{kind: 'missing-page', where: 'document', detail: location.href}];
   // code and output blocks
   if (width >= 1000) {
-    for (const el of main.querySelectorAll('pre, .cell_output, div.output, table')) {
+    for (const el of main.querySelectorAll('pre, .cell_output, div.output, table, .pst-scrollable-table-container')) {
       if (!visible(el)) continue;
       if (el.scrollWidth > el.clientWidth + 2) {
         add('wide-block', el, `${el.scrollWidth}px in ${el.clientWidth}px: ` + el.innerText.split('\n')[0]);
       }
     }
+  }
+  // the page itself must never scroll sideways
+  const page = document.documentElement;
+  if (page.scrollWidth > window.innerWidth + 2) {
+    add('page-overflow', page, `${page.scrollWidth}px in a ${window.innerWidth}px window`);
   }
   // display equations
   for (const el of main.querySelectorAll('mjx-container[display="true"]')) {

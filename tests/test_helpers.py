@@ -102,7 +102,9 @@ def test_a_device_this_machine_lacks_is_refused_at_once(monkeypatch):
     ],
 )
 def test_textbook_numbers(value, spec, options, text):
-    assert textbook_number(value, spec, **options) == text
+    shown = textbook_number(value, spec, **options)
+    assert "\N{NO-BREAK SPACE}×" in shown if "×" in text else True  # never broken apart
+    assert shown.replace("\N{NO-BREAK SPACE}", " ") == text
 
 
 def test_textbook_number_refuses_what_is_not_a_number():
@@ -110,3 +112,20 @@ def test_textbook_number_refuses_what_is_not_a_number():
         textbook_number("0.1")
     with pytest.raises(TypeError, match="value must be a real number"):
         textbook_number(True)
+
+
+def test_quadratic_gd_steps_matches_the_closed_form_and_names_bad_arguments():
+    from companion.problems import quadratic_gd_steps
+
+    h, w0 = np.array([1.0, 10.0]), np.array([1.0, 1.0])
+    # one shared rate 0.1: coordinate 2 is solved at once, coordinate 1 contracts by 0.9
+    steps = quadratic_gd_steps(h, 0.1, w0, tol=1e-6, max_steps=1000)
+    expected = next(t for t in range(1000) if 0.5 * 0.9 ** (2 * t) <= 1e-6)
+    assert steps == expected
+    assert quadratic_gd_steps(h, 0.1, w0, tol=1e-6, max_steps=3) is None
+    with pytest.raises(TypeError, match=r"lrs\[0\] is True"):
+        quadratic_gd_steps(h, [True], w0, tol=1e-6, max_steps=3)
+    with pytest.raises(ValueError, match="tol must be a finite real number > 0"):
+        quadratic_gd_steps(h, 0.1, w0, tol=0.0, max_steps=3)
+    with pytest.raises(TypeError, match="max_steps must be an integer >= 0"):
+        quadratic_gd_steps(h, 0.1, w0, tol=1e-6, max_steps=3.0)

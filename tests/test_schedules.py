@@ -1,13 +1,12 @@
-"""companion.schedules against independent formulas, torch.optim.lr_scheduler, and properties."""
+"""companion.schedules against independent formulas, and its properties (torch and the other
+peers: test_schedules_peers.py; inputs, repr and bad arguments: test_schedules_input.py)."""
 
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,9 +14,13 @@ from companion import schedules as S
 from companion.schedules import (
     constant,
     cosine,
+    exponential,
+    inverse_sqrt,
     join,
     linear_warmup,
+    one_cycle,
     piecewise_constant,
+    polynomial,
     sgdr,
     wsd,
 )
@@ -33,9 +36,15 @@ def ref_warmup(t, peak, W, init=0.0):
     return init + (peak - init) * min(t + 1, W) / W
 
 
-def ref_cosine(t, peak, T, final=0.0, W=0):
+def ref_ramp(t, peak, W, init=0.0, shape="linear"):
+    q = (t + 1) / W
+    r = q if shape == "linear" else (1 - math.cos(math.pi * q)) / 2
+    return init + (peak - init) * r
+
+
+def ref_cosine(t, peak, T, final=0.0, W=0, init=0.0, shape="linear"):
     if t < W:
-        return peak * (t + 1) / W
+        return ref_ramp(t, peak, W, init, shape)
     if t >= T:
         return final
     return final + (peak - final) * (1 + math.cos(math.pi * (t - W) / (T - W))) / 2
@@ -69,9 +78,9 @@ WSD_F = {
 }
 
 
-def ref_wsd(t, peak, T, W, D, shape="linear", final=0.0):
+def ref_wsd(t, peak, T, W, D, shape="linear", final=0.0, init=0.0, warmup="linear"):
     if t < W:
-        return peak * (t + 1) / W
+        return ref_ramp(t, peak, W, init, warmup)
     if t < T - D:
         return peak
     if t >= T:
@@ -120,12 +129,48 @@ def test_cosine_matches_formula(peak, T, final, W):
     assert s(T) == final and s(T + 10**9) == final
 
 
-def test_cosine_is_the_drafts_formula_zero_based():
-    # eta_t = eta0/2 (1 + cos(t pi / T)), t = 0..T-1: no update wasted on eta = 0 (ERRATA 7).
+def test_cosine_is_the_books_formula_zero_based():
+    # eta_t = eta_peak/2 (1 + cos(t pi / T)), t = 0..T-1: no update wasted on eta = 0 (6.4).
     s = cosine(0.1, 100)
     t = np.arange(100)
     close(s(t), 0.05 * (1 + np.cos(t * np.pi / 100)))
     assert s(99) > 0
+
+
+@pytest.mark.parametrize("shape", ["linear", "cosine"])
+@pytest.mark.parametrize(("W", "init"), [(1, 0.0), (10, 0.0), (10, 0.02), (40, 0.1)])
+def test_cosine_and_wsd_warmups_start_from_init_lr(shape, W, init):
+    peak, T = 0.3, 100
+    s = cosine(peak, T, final_lr=0.01, warmup_steps=W, init_lr=init, warmup_shape=shape)
+    close(run(s, T + 5), [ref_cosine(t, peak, T, 0.01, W, init, shape) for t in range(T + 5)])
+    w = wsd(peak, T, W, 30, shape="1-sqrt", final_lr=0.01, init_lr=init, warmup_shape=shape)
+    want = [ref_wsd(t, peak, T, W, 30, "1-sqrt", 0.01, init, shape) for t in range(T + 5)]
+    close(run(w, T + 5), want)
+    for x in (s, w):
+        assert x(0) > init and x(W - 1) == peak  # lr(0) > init_lr: the (t + 1)/W convention
+        assert np.all(np.diff(run(x, W)) > 0)
+
+
+def test_the_warmup_is_composed_not_copied():
+    # every warmup is linear_warmup's ramp joined to the decay (as optax composes them)
+    peak, T, W = 0.3, 200, 16
+    ramp = linear_warmup(peak, W, init_lr=0.05)
+    for s, decay in [
+        (cosine(peak, T, 0.01, W, init_lr=0.05), cosine(peak, T - W, 0.01)),
+        (
+            wsd(peak, T, W, 40, "cosine", 0.01, init_lr=0.05),
+            wsd(peak, T - W, 0, 40, "cosine", 0.01),
+        ),
+    ]:
+        assert np.array_equal(run(s, T + 9), run(join([ramp, decay], [W]), T + 9))
+    assert np.array_equal(
+        run(polynomial(peak, T, 2.0, 0.01, W), T + 9),
+        run(join([linear_warmup(peak, W), polynomial(peak, T - W, 2.0, 0.01)], [W]), T + 9),
+    )
+    assert np.array_equal(
+        run(exponential(peak, 0.9, 3, True, 0.01, W), T + 9),
+        run(join([linear_warmup(peak, W), exponential(peak, 0.9, 3, True, 0.01)], [W]), T + 9),
+    )
 
 
 @pytest.mark.parametrize(
@@ -182,78 +227,19 @@ def test_join_restarts_each_piece():
     assert np.array_equal(run(w, 120), run(cosine(0.3, 100, warmup_steps=8), 120))
 
 
-def test_two_stage_strategy_of_the_draft():
+def test_two_stage_strategy_of_section_64():
     lrs = run(piecewise_constant([50], [0.1, 0.025]), 100)
     assert math.fsum(lrs) == 6.25 and math.isclose(math.fsum(lrs**2), 0.53125, rel_tol=1e-14)
 
 
-# ----------------------------------------------------------------------------- torch
-
-
-def torch_lrs(make, n, lr=1.0):
-    """The lr torch's scheduler gives to each of the first n updates."""
-    p = torch.nn.Parameter(torch.zeros(1))
-    opt = torch.optim.SGD([p], lr=lr)
-    sched = make(opt)
-    out = []
-    for _ in range(n):
-        out.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    return np.array(out)
-
-
-@pytest.mark.parametrize(("T", "eta_min"), [(1, 0.0), (7, 0.0), (100, 0.01), (1000, 0.0)])
-def test_cosine_vs_torch_cosine_annealing(T, eta_min):
-    peak = 0.1
-    ours = run(cosine(peak, T, final_lr=eta_min), T + 1)
-    chained = torch_lrs(
-        lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T, eta_min), T + 1, peak
-    )
-    np.testing.assert_allclose(ours, chained, rtol=1e-9, atol=1e-14)
-    # torch's closed form, evaluated directly
-    p = torch.nn.Parameter(torch.zeros(1))
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(torch.optim.SGD([p], lr=peak), T, eta_min)
-    closed = []
-    for t in range(T + 1):
-        sched.last_epoch = t
-        closed.append(sched._get_closed_form_lr()[0])
-    np.testing.assert_allclose(ours, closed, rtol=1e-15, atol=1e-17)
-
-
-def test_piecewise_vs_torch_multistep():
-    lr, gamma, milestones = 0.1, 0.1, [30, 60, 80]
-    ours = run(piecewise_constant(milestones, [lr * gamma**i for i in range(4)]), 120)
-    theirs = torch_lrs(
-        lambda o: torch.optim.lr_scheduler.MultiStepLR(o, milestones, gamma), 120, lr
-    )
-    np.testing.assert_allclose(ours, theirs, rtol=1e-14)
-    # the draft's two-stage strategy is MultiStepLR with gamma = 1/4, exactly
-    theirs = torch_lrs(lambda o: torch.optim.lr_scheduler.MultiStepLR(o, [50], 0.25), 100, 0.1)
-    assert np.array_equal(run(piecewise_constant([50], [0.1, 0.025]), 100), theirs)
-
-
-@pytest.mark.parametrize("W", [2, 5, 50])
-def test_linear_warmup_vs_torch_linear_lr(W):
-    peak = 0.3
-    ours = run(linear_warmup(peak, W), 3 * W)
-    theirs = torch_lrs(
-        lambda o: torch.optim.lr_scheduler.LinearLR(o, 1 / W, 1.0, total_iters=W - 1), 3 * W, peak
-    )
-    np.testing.assert_allclose(ours, theirs, rtol=1e-12)
-
-
-@pytest.mark.parametrize(("C", "m", "eta_min"), [(10, 1, 0.0), (5, 2, 0.01), (3, 3, 0.0)])
-def test_sgdr_vs_torch_warm_restarts(C, m, eta_min):
-    peak = 0.2
-    ours = run(sgdr(peak, C, cycle_mult=m, final_lr=eta_min), 300)
-    theirs = torch_lrs(
-        lambda o: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(o, C, m, eta_min), 300, peak
-    )
-    np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-15)
-
-
 # ----------------------------------------------------------------------------- properties
+
+
+def ramp_slope(peak, init, W, shape):
+    """The largest step-to-step change of a warmup (0 without one)."""
+    if W == 0:
+        return 0.0
+    return (peak - init) / W * (math.pi / 2 if shape == "cosine" else 1.0)
 
 
 @st.composite
@@ -266,10 +252,37 @@ def cases(draw):
     ``down`` (steps a..b-1); |s(t+1) - s(t)| <= jump(t) where finite; ``keys`` are
     steps worth checking (phase edges).
     """
-    kind = draw(st.sampled_from(["warmup", "cosine", "piecewise", "sgdr", "wsd"]))
+    kind = draw(
+        st.sampled_from(
+            ["warmup", "cosine", "piecewise", "sgdr", "wsd", "poly", "exp", "isqrt", "onecycle"]
+        )
+    )
     peak = draw(st.floats(1e-6, 10.0))
     final = peak * draw(st.floats(0.0, 1.0))
     inf = math.inf
+    if kind in ("poly", "exp", "isqrt"):
+        W, T = draw(st.integers(0, 200)), math.inf
+        if kind == "poly":
+            T = draw(st.integers(max(W, 1), 2000))
+            s = polynomial(peak, T, draw(st.floats(0.1, 5.0)), final, min(W, T))
+        elif kind == "exp":
+            rate, k = draw(st.floats(0.5, 1.0)), draw(st.integers(1, 50))
+            s = exponential(peak, rate, k, draw(st.booleans()), final, W)
+        else:
+            s, final = inverse_sqrt(peak, W, timescale=draw(st.integers(1, 500))), 0.0
+        horizon = W + 2000
+        up, down = [(0, min(W + 1, T))], [(max(W - 1, 0), horizon)]
+        return s, horizon, final, peak, up, down, lambda t: inf, [W - 1, W]
+    if kind == "onecycle":
+        T = draw(st.integers(1, 2000))
+        three = draw(st.booleans())
+        pct = draw(st.floats(0.0, 0.5 if three else 1.0))
+        div, final_div = draw(st.floats(1.0, 100.0)), draw(st.floats(1.0, 1e4))
+        s = one_cycle(peak, T, pct, draw(st.sampled_from(["cos", "linear"])), div, final_div, three)
+        low = peak / div / final_div
+        top = math.floor(pct * T - 1) + 1  # the rise holds the steps t <= pct * T - 1
+        up, down = [(0, max(top, 0))], [(max(top, 0), T + 10)]
+        return s, T + 10, low * (1 - 1e-15), peak, up, down, lambda t: inf, [top - 1, top, T]
     if kind == "warmup":
         W = draw(st.integers(1, 500))
         init = draw(st.floats(0.0, 1.0)) * peak
@@ -279,9 +292,11 @@ def cases(draw):
     if kind == "cosine":
         T = draw(st.integers(1, 2000))
         W = draw(st.integers(0, T))
-        s = cosine(peak, T, final_lr=final, warmup_steps=W)
+        init, warm = draw(st.floats(0.0, 1.0)) * peak, draw(st.sampled_from(S.WARMUP_SHAPES))
+        s = cosine(peak, T, final_lr=final, warmup_steps=W, init_lr=init, warmup_shape=warm)
         slope = max(
-            peak / W if W else 0.0, (peak - final) * math.pi / (2 * (T - W)) if T > W else 0
+            ramp_slope(peak, init, W, warm),
+            (peak - final) * math.pi / (2 * (T - W)) if T > W else 0,
         )
 
         def jump(t):
@@ -323,7 +338,8 @@ def cases(draw):
     shape = draw(st.sampled_from(S.WSD_SHAPES))
     if shape == "exp":
         final = peak * draw(st.floats(1e-3, 1.0))
-    s = wsd(peak, T, W, D, shape=shape, final_lr=final)
+    init, warm = draw(st.floats(0.0, 1.0)) * peak, draw(st.sampled_from(S.WARMUP_SHAPES))
+    s = wsd(peak, T, W, D, shape=shape, final_lr=final, init_lr=init, warmup_shape=warm)
     gap = peak - final
     if D:
         decay = {
@@ -335,7 +351,7 @@ def cases(draw):
         }[shape]
     else:
         decay = 0.0
-    slope = max(peak / W if W else 0.0, decay)
+    slope = max(ramp_slope(peak, init, W, warm), decay)
 
     def jump(t):
         return inf if (D == 0 and t == T - 1) else slope
@@ -384,122 +400,3 @@ def test_vectorised_equals_scalar_exactly(case, extra):
     scal = [s(t) for t in steps]
     assert all(type(x) is float for x in scal)
     assert np.array_equal(vec, np.array(scal))
-
-
-ALL = [
-    constant(0.1),
-    linear_warmup(0.1, 13, init_lr=0.01),
-    cosine(0.1, 1000, final_lr=0.001, warmup_steps=30),
-    piecewise_constant([50, 90], [0.1, 0.025, 0.001]),
-    sgdr(0.1, 17, cycle_mult=2, final_lr=0.001, peak_decay=0.8),
-    *(wsd(0.1, 1000, 20, 200, shape=sh, final_lr=0.001) for sh in S.WSD_SHAPES),
-    join([linear_warmup(0.1, 10), cosine(0.1, 500), constant(0.003)], [10, 510]),
-]
-
-
-@pytest.mark.parametrize("s", ALL, ids=repr)
-def test_whole_run_vectorised_equals_scalar(s):
-    T = 1100
-    assert np.array_equal(s(np.arange(T)), np.array([s(t) for t in range(T)]))
-
-
-@pytest.mark.parametrize("s", ALL, ids=repr)
-def test_long_arrays_are_evaluated_in_chunks_exactly(s):
-    n = 150_000  # more than two chunks
-    big = s(np.arange(n))
-    edges = [0, 1, 65535, 65536, 65537, 131071, 131072, n - 1]
-    picks = sorted(set(edges) | set(np.random.default_rng(1).integers(0, n, 200).tolist()))
-    assert np.array_equal(big[picks], np.array([s(t) for t in picks]))
-    reversed_ = s(np.arange(n)[::-1].copy())  # unsorted chunks take the mask path
-    assert np.array_equal(reversed_[::-1], big)
-
-
-@pytest.mark.parametrize("s", ALL, ids=repr)
-def test_unsorted_and_repeated_steps(s):
-    # sorted input takes slices, unsorted input takes masks: same values, bit for bit
-    rng = np.random.default_rng(0)
-    t = np.concatenate([np.arange(1100), rng.integers(0, 5000, 300), [10**9, 0, 0]])
-    order = rng.permutation(t.size)
-    assert np.array_equal(s(t[order]), s(np.sort(t))[np.argsort(np.argsort(t[order]))])
-    assert np.array_equal(s(t[order]), np.array([s(int(x)) for x in t[order]]))
-
-
-@pytest.mark.parametrize("s", ALL, ids=repr)
-def test_inputs_and_outputs(s):
-    assert type(s(np.int64(5))) is float and type(s(5)) is float
-    grid = np.arange(12, dtype=np.int32).reshape(3, 4)
-    out = s(grid)
-    assert out.shape == (3, 4) and out.dtype == np.float64
-    assert np.array_equal(out.ravel(), s(np.arange(12)))
-    assert np.array_equal(s([1, 2, 3]), s(np.arange(1, 4)))
-    assert s(np.array([], dtype=np.int64)).shape == (0,)
-    for bad in (-1, np.array([3, -2]), 1.5, np.array([0.0, 1.0]), "3"):
-        with pytest.raises(ValueError, match="step"):
-            s(bad)
-
-
-@pytest.mark.parametrize("s", ALL, ids=repr)
-def test_repr_is_readable_and_round_trips(s):
-    text = repr(s)
-    assert text.split("(")[0] in {
-        "constant",
-        "linear_warmup",
-        "cosine",
-        "piecewise_constant",
-        "sgdr",
-        "wsd",
-        "join",
-    }
-    assert "object at" not in text
-    assert eval(text, vars(S)) == s  # noqa: S307 - a repr of our own
-    with pytest.raises(AttributeError):
-        s.foo = 1  # frozen
-
-
-# ----------------------------------------------------------------------------- bad input
-
-nan, inf = float("nan"), float("inf")
-BAD = [
-    (lambda: constant(-0.1), r"lr must be a finite real number >= 0"),
-    (lambda: constant(nan), r"lr must be a finite real number >= 0"),
-    (lambda: constant("0.1"), r"lr must be"),
-    (lambda: cosine(inf, 10), r"peak_lr must be a finite real number >= 0"),
-    (lambda: cosine(0.1, 10, final_lr=-1e-3), r"final_lr must be a finite real number >= 0"),
-    (lambda: cosine(0.1, 10, final_lr=0.2), r"final_lr must be in \[0, peak_lr=0.1\]"),
-    (lambda: cosine(0.1, 0), r"total_steps must be an integer >= 1"),
-    (lambda: cosine(0.1, -5), r"total_steps must be an integer >= 1"),
-    (lambda: cosine(0.1, 10.0), r"total_steps must be an integer >= 1"),
-    (lambda: cosine(0.1, 10, warmup_steps=11), r"warmup_steps must be in \[0, total_steps=10\]"),
-    (lambda: cosine(0.1, 10, warmup_steps=-1), r"warmup_steps must be an integer >= 0"),
-    (lambda: linear_warmup(0.1, 0), r"warmup_steps must be an integer >= 1"),
-    (lambda: linear_warmup(0.1, 5, init_lr=nan), r"init_lr must be"),
-    (lambda: wsd(0.1, 0, 0, 0), r"total_steps must be an integer >= 1"),
-    (lambda: wsd(0.1, 10, 11, 0), r"warmup_steps must be in \[0, total_steps=10\]"),
-    (lambda: wsd(0.1, 10, 5, 6), r"warmup_steps \+ decay_steps must be <= total_steps=10"),
-    (lambda: wsd(0.1, 10, 2, -1), r"decay_steps must be an integer >= 0"),
-    (lambda: wsd(0.1, 10, 2, 3, shape="step"), r"shape must be one of"),
-    (lambda: wsd(0.1, 10, 2, 3, shape="exp"), r"final_lr must be > 0"),
-    (lambda: wsd(0.1, 10, 2, 3, final_lr=0.5), r"final_lr must be in \[0, peak_lr=0.1\]"),
-    (lambda: piecewise_constant([5, 5], [1, 2, 3]), r"boundaries must be strictly increasing"),
-    (lambda: piecewise_constant([5, 3], [1, 2, 3]), r"boundaries must be strictly increasing"),
-    (lambda: piecewise_constant([0], [1, 2]), r"boundaries\[0\] must be an integer >= 1"),
-    (lambda: piecewise_constant([5], [1.0]), r"values must have len\(boundaries\) \+ 1 = 2"),
-    (lambda: piecewise_constant([5], [1.0, -2.0]), r"values\[1\] must be a finite real number"),
-    (lambda: piecewise_constant(5, [1.0]), r"boundaries must be a sequence"),
-    (lambda: sgdr(0.1, 0), r"cycle_steps must be an integer >= 1"),
-    (lambda: sgdr(0.1, 10, cycle_mult=0), r"cycle_mult must be an integer >= 1"),
-    (lambda: sgdr(0.1, 10, cycle_mult=1.5), r"cycle_mult must be an integer >= 1"),
-    (lambda: sgdr(0.1, 10, peak_decay=1.5), r"peak_decay must be a real number in \[0, 1\]"),
-    (lambda: sgdr(0.1, 10, final_lr=1.0), r"final_lr must be in \[0, peak_lr=0.1\]"),
-    (lambda: join([constant(1.0)], [5]), r"schedules must have len\(boundaries\) \+ 1 = 2"),
-    (lambda: join([constant(1.0), lambda t: 1.0], [5]), r"schedules\[1\] must be a companion"),
-    (lambda: join([constant(1.0)] * 3, [5, 2]), r"boundaries must be strictly increasing"),
-]
-
-
-@pytest.mark.parametrize(("make", "match"), BAD)
-def test_bad_input_raises_value_error_naming_argument_and_range(make, match):
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        with pytest.raises(ValueError, match=match):
-            make()

@@ -1,4 +1,5 @@
-"""companion.theory: the draft's worked example, the ERRATA values, and independent checks."""
+"""companion.theory: the worked example of sections 6.2/6.4, the last-iterate values of 6.4,
+independent checks, and bad input."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ from companion.theory import (
     stationary_second_moment,
 )
 
-# Section 6.4's worked example: T = 100, Delta = 100, L sigma^2 / 2 = 1.
-EX = {"delta": 100.0, "L": 2.0, "sigma2": 1.0}
+# Section 6.4's worked example: T = 100, Delta = 100, L = 1, sigma^2 = 2 (L sigma^2 / 2 = 1).
+EX = {"delta": 100.0, "L": 1.0, "sigma2": 2.0}
 CONST_01 = [0.1] * 100
 CONST_0025 = [0.025] * 100
 TWO_STAGE = piecewise_constant([50], [0.1, 0.025])(np.arange(100))
@@ -38,14 +39,14 @@ def exact_bound(lrs):
 def test_worked_example(lrs, value):
     got = sgd_bound(lrs, **EX)
     assert got == value  # the float nearest the exact value
-    assert exact_bound(lrs) == Fraction(str(value))  # 16.085 = 3217/200 exactly (ERRATA 3)
+    assert exact_bound(lrs) == Fraction(str(value))  # 16.085 = 3217/200 exactly
 
 
 def test_worked_example_sums():
     assert math.fsum(TWO_STAGE) == 6.25
     assert exact_bound(TWO_STAGE) == (100 + Fraction(17, 32)) / Fraction(25, 4)
     assert math.isclose(math.fsum(np.square(TWO_STAGE)), 0.53125, rel_tol=1e-15)
-    # ERRATA 4: by this bound the two-stage schedule is worse than constant 0.1
+    # by this bound the two-stage schedule is worse than constant 0.1 (6.4)
     assert sgd_bound(TWO_STAGE, **EX) > sgd_bound(CONST_01, **EX)
 
 
@@ -105,7 +106,7 @@ def test_cosine_taylor_approximations():
     exact_late = exact(T - k)
     assert np.all(np.abs(late - exact_late) <= math.pi**4 / 48 * peak * (k / T) ** 4 + 1e-15)
     assert np.allclose(late / exact_late, 1.0, atol=3e-3)
-    # the draft's formulas, written out
+    # the book's formulas (eq-64-cos-early, eq-64-cos-late), written out
     assert cosine_early_approx(1.0, 10, 100) == pytest.approx(1 - math.pi**2 * 100 / 40000)
     assert cosine_late_approx(2.0, 5, 50) == pytest.approx(2.0 * math.pi**2 / 4 * 0.01)
     assert isinstance(cosine_late_approx(1.0, 3, 10), float)
@@ -135,25 +136,25 @@ def monte_carlo(lrs, lam, sigma2, w1, n=200_000, seed=0):
 
 
 STEP = [0.1] * 50 + [0.025] * 50
-COS_DRAFT = 0.05 * (1 + np.cos(np.arange(1, 101) * np.pi / 100))  # t = 1..T, eta_T = 0
+COS_ONE_BASED = 0.05 * (1 + np.cos(np.arange(1, 101) * np.pi / 100))  # t = 1..T, eta_T = 0
 COS_OURS = cosine(0.1, 100)(np.arange(100))  # t = 0..T-1
-ERRATA5 = [
+LAST_ITERATE = [
     ("constant 0.1", [0.1] * 100, 0.0526),
-    ("cosine t=1..T", COS_DRAFT, 0.0190),
+    ("cosine t=1..T", COS_ONE_BASED, 0.0190),
     ("cosine t=0..T-1", COS_OURS, 0.0183),
     ("step reversed", STEP[::-1], 0.0528),
 ]
 
 
-@pytest.mark.parametrize(("name", "lrs", "value"), ERRATA5, ids=[e[0] for e in ERRATA5])
-def test_noisy_quadratic_errata_values(name, lrs, value):
+@pytest.mark.parametrize(("name", "lrs", "value"), LAST_ITERATE, ids=[e[0] for e in LAST_ITERATE])
+def test_noisy_quadratic_values_of_section_64(name, lrs, value):
     got = noisy_quadratic_second_moment(lrs, 1.0, 1.0, 10.0)
     assert round(got, 4) == value
     assert got == pytest.approx(by_products(lrs, 1.0, 1.0, 10.0), rel=1e-12)
 
 
 def test_noisy_quadratic_step_schedule():
-    # ERRATA 5 quotes 0.0161; the exact value is 0.016048 (0.0160 to four places, 0.01605 to five).
+    # 0.016048: 0.0160 to four places (an older text said 0.0161), 0.01605 to five.
     got = noisy_quadratic_second_moment(STEP, 1.0, 1.0, 10.0)
     assert got == pytest.approx(0.0160479, abs=1e-7)
     assert abs(got - 0.0161) < 6e-5
@@ -192,34 +193,110 @@ def test_stationary_second_moment():
     assert r == pytest.approx(2.0, rel=1e-3)
 
 
+V, T = ValueError, TypeError
+nan = float("nan")
 BAD = [
-    (lambda: sgd_bound([], 1.0, 1.0, 1.0), r"lrs must be a non-empty"),
-    (lambda: sgd_bound([0.1, -0.1], 1.0, 1.0, 1.0), r"lrs must contain finite learning rates >= 0"),
-    (lambda: sgd_bound([0.1, float("nan")], 1.0, 1.0, 1.0), r"lrs must contain finite"),
-    (lambda: sgd_bound([0.0, 0.0], 1.0, 1.0, 1.0), r"lrs must not all be 0"),
-    (lambda: sgd_bound([0.1], -1.0, 1.0, 1.0), r"delta must be a finite real number >= 0"),
-    (lambda: sgd_bound([0.1], 1.0, 0.0, 1.0), r"L must be a finite real number > 0"),
-    (lambda: sgd_bound([0.1], 1.0, 1.0, float("inf")), r"sigma2 must be a finite real number"),
-    (lambda: best_constant_lr(1.0, 1.0, 1.0, 0), r"T must be an integer >= 1"),
-    (lambda: best_constant_lr(0.0, 1.0, 1.0, 10), r"delta must be a finite real number > 0"),
-    (lambda: best_constant_lr(1.0, 1.0, 0.0, 10), r"sigma2 must be a finite real number > 0"),
-    (lambda: min_warmup_steps(-1.0, 1.0), r"peak_lr must be a finite real number >= 0"),
-    (lambda: min_warmup_steps(1.0, float("nan")), r"L0 must be a finite real number >= 0"),
-    (lambda: cosine_early_approx(1.0, 3, 0), r"total_steps must be an integer >= 1"),
-    (lambda: cosine_late_approx(-1.0, 3, 10), r"peak_lr must be"),
-    (lambda: noisy_quadratic_second_moment([-0.1], 1.0, 1.0, 1.0), r"lrs must be a 1-d"),
-    (lambda: noisy_quadratic_second_moment([0.1], -1.0, 1.0, 1.0), r"curvature must be"),
-    (lambda: noisy_quadratic_second_moment([0.1], 1.0, 1.0, float("nan")), r"w0 must be"),
-    (lambda: stationary_second_moment(2.0, 1.0, 1.0), r"lr \* curvature must be in \(0, 2\)"),
-    (lambda: stationary_second_moment(0.0, 1.0, 1.0), r"lr must be a finite real number > 0"),
+    (lambda: sgd_bound([], 1.0, 1.0, 1.0), V, r"^lrs must be a non-empty sequence"),
+    (lambda: sgd_bound([0.1, -0.1], 1.0, 1.0, 1.0), V, r"^lrs must be .*; lrs\[1\] is -0\.1$"),
+    (lambda: sgd_bound([0.1, nan], 1.0, 1.0, 1.0), V, r"^lrs must be .*; lrs\[1\] is nan$"),
+    (lambda: sgd_bound([0.0, 0.0], 1.0, 1.0, 1.0), V, r"^lrs must not all be 0"),
+    # bools are not learning rates (the old code returned 1.5 / 101.0 for these)
+    (lambda: sgd_bound([True, False], 1.0, 1.0, 1.0), T, r"^lrs must be .*; lrs\[0\] is True$"),
+    (lambda: sgd_bound(np.array([True, False]), 1.0, 1.0, 1.0), T, r"^lrs must be .*dtype bool"),
+    # numpy's "could not convert string to float" did not name lrs
+    (lambda: sgd_bound(["a"], 1.0, 1.0, 1.0), T, r"^lrs must be .*; lrs\[0\] is 'a'$"),
+    (lambda: sgd_bound(0.1, 1.0, 1.0, 1.0), T, r"^lrs must be a sequence"),
+    (lambda: sgd_bound([[0.1]], 1.0, 1.0, 1.0), V, r"^lrs must be a 1-d sequence"),
+    (
+        lambda: sgd_bound([0.1], -1.0, 1.0, 1.0),
+        V,
+        r"^delta must be a finite real number >= 0, got -1\.0$",
+    ),
+    (lambda: sgd_bound([0.1], 1.0, 0.0, 1.0), V, r"^L must be a finite real number > 0, got 0\.0$"),
+    (
+        lambda: sgd_bound([0.1], 1.0, True, 1.0),
+        T,
+        r"^L must be a finite real number > 0, got True$",
+    ),
+    (lambda: sgd_bound([0.1], 1.0, 1.0, float("inf")), V, r"^sigma2 must be a finite real number"),
+    (lambda: sgd_bound([0.1], "1", 1.0, 1.0), T, r"^delta must be"),
+    (lambda: best_constant_lr(1.0, 1.0, 1.0, 0), V, r"^T must be an integer >= 1, got 0$"),
+    (lambda: best_constant_lr(1.0, 1.0, 1.0, 10.0), T, r"^T must be an integer >= 1, got 10\.0$"),
+    (lambda: best_constant_lr(0.0, 1.0, 1.0, 10), V, r"^delta must be a finite real number > 0"),
+    (lambda: best_constant_lr(1.0, 1.0, 0.0, 10), V, r"^sigma2 must be a finite real number > 0"),
+    (lambda: min_warmup_steps(-1.0, 1.0), V, r"^peak_lr must be a finite real number >= 0"),
+    (lambda: min_warmup_steps(1.0, nan), V, r"^L0 must be a finite real number >= 0, got nan$"),
+    (lambda: min_warmup_steps(1.0, None), T, r"^L0 must be"),
+    (lambda: cosine_early_approx(1.0, 3, 0), V, r"^total_steps must be an integer >= 1"),
+    (lambda: cosine_early_approx(1.0, 3, 10.0), T, r"^total_steps must be an integer >= 1"),
+    # a missing or NaN step used to return nan
+    (
+        lambda: cosine_early_approx(1.0, None, 100),
+        T,
+        r"^t must be a sequence of finite real numbers >= 0, got None$",
+    ),
+    (
+        lambda: cosine_early_approx(1.0, nan, 100),
+        V,
+        r"^t must be a finite real number >= 0, got nan$",
+    ),
+    (lambda: cosine_early_approx(1.0, [1.0, nan], 100), V, r"^t must be .*; t\[1\] is nan$"),
+    (
+        lambda: cosine_early_approx(1.0, -1, 100),
+        V,
+        r"^t must be a finite real number >= 0, got -1$",
+    ),
+    (
+        lambda: cosine_late_approx(1.0, None, 100),
+        T,
+        r"^k must be a sequence of finite real numbers >= 0, got None$",
+    ),
+    (
+        lambda: cosine_late_approx(1.0, nan, 100),
+        V,
+        r"^k must be a finite real number >= 0, got nan$",
+    ),
+    (lambda: cosine_late_approx(1.0, "3", 100), T, r"^k must be"),
+    (lambda: cosine_late_approx(-1.0, 3, 10), V, r"^peak_lr must be"),
+    (
+        lambda: noisy_quadratic_second_moment([-0.1], 1.0, 1.0, 1.0),
+        V,
+        r"^lrs must be .*; lrs\[0\] is -0\.1$",
+    ),
+    (lambda: noisy_quadratic_second_moment([True], 1.0, 1.0, 1.0), T, r"^lrs must be"),
+    (lambda: noisy_quadratic_second_moment([0.1], -1.0, 1.0, 1.0), V, r"^curvature must be"),
+    (
+        lambda: noisy_quadratic_second_moment([0.1], 1.0, 1.0, nan),
+        V,
+        r"^w0 must be a finite real number, got nan$",
+    ),
+    (lambda: noisy_quadratic_second_moment([0.1], 1.0, 1.0, None), T, r"^w0 must be"),
+    (
+        lambda: noisy_quadratic_second_moment([0.1], 1.0, 1.0, 1.0, full=1),
+        T,
+        r"^full must be True or False",
+    ),
+    (lambda: stationary_second_moment(2.0, 1.0, 1.0), V, r"^lr \* curvature must be in \(0, 2\)"),
+    (lambda: stationary_second_moment(0.0, 1.0, 1.0), V, r"^lr must be a finite real number > 0"),
     (
         lambda: stationary_second_moment(0.1, 0.0, 1.0),
-        r"curvature must be a finite real number > 0",
+        V,
+        r"^curvature must be a finite real number > 0",
     ),
+    (lambda: stationary_second_moment(0.1, 1.0, [1.0]), T, r"^sigma2 must be"),
 ]
 
 
-@pytest.mark.parametrize(("make", "match"), BAD)
-def test_bad_input(make, match):
-    with pytest.raises(ValueError, match=match):
+@pytest.mark.parametrize(("make", "error", "match"), BAD)
+def test_bad_input(make, error, match):
+    with pytest.raises(error, match=match) as info:
         make()
+    assert type(info.value) is error
+
+
+def test_numpy_scalars_and_arrays_are_numbers():
+    assert sgd_bound(np.array([0.1] * 100), np.float32(100.0), np.int64(1), 2) == 10.1
+    assert best_constant_lr(np.float64(100.0), 1, np.float32(2.0), np.int32(100)) == (1.0, 2.0)
+    assert cosine_early_approx(1.0, np.int64(10), 100) == cosine_early_approx(1.0, 10, 100)
+    assert cosine_late_approx(1.0, np.array(10), 100) == cosine_late_approx(1.0, 10.0, 100)
+    assert cosine_early_approx(1.0, [], 100).shape == (0,)

@@ -126,3 +126,12 @@ def test_steps_never_overflow_or_wrap():
         check_steps([1, 1.5])
     with pytest.raises(TypeError):
         check_steps(True)
+
+
+def test_a_real_bound_can_be_named():
+    assert check_real("final_lr", 0.05, low=0, high=0.1, high_name="peak_lr") == 0.05
+    with pytest.raises(
+        ValueError,
+        match=r"^final_lr must be a finite real number in \[0, peak_lr=0\.1\], got 0\.2$",
+    ):
+        check_real("final_lr", 0.2, low=0, high=0.1, high_name="peak_lr")

@@ -27,7 +27,7 @@ class DeparturesDirective(SphinxDirective):
 def _first_sentence(node: nodes.Element) -> str:
     body = [c for c in node.children if not isinstance(c, nodes.title)]
     text = " ".join(c.astext() for c in body).replace("\n", " ")
-    match = re.match(r"(.+?[.;:])(\s|$)", text)
+    match = re.match(r"(.+?[.!?])(\s|$)", text)
     sentence = match.group(1) if match else text
     return sentence if len(sentence) <= 200 else sentence[:197].rstrip() + "…"
 
@@ -65,7 +65,9 @@ def _resolve(app: Sphinx, doctree: nodes.document, fromdocname: str) -> None:
             for label, title, sentence in notes[docname]:
                 uri = app.builder.get_relative_uri(fromdocname, docname) + "#" + label
                 para = nodes.paragraph()
-                para += nodes.reference("", title or docname, internal=True, refuri=uri)
+                page = app.env.titles[docname].astext() if docname in app.env.titles else docname
+                where = f"{page} › {title}" if title and title != page else page
+                para += nodes.reference("", where, internal=True, refuri=uri)
                 para += nodes.Text(" — " + sentence)
                 listing += nodes.list_item("", para)
         placeholder.replace_self(listing if len(listing) else nodes.paragraph(text="(none)"))

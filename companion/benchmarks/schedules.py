@@ -39,6 +39,11 @@ def cases(n: int) -> list[tuple[str, S.Schedule]]:
                 [S.linear_warmup(0.1, w), S.cosine(0.1, n // 2), S.constant(1e-4)], [w, w + n // 2]
             ),
         ),
+        ("polynomial", S.polynomial(0.1, n, power=2.0, final_lr=1e-4, warmup_steps=w)),
+        ("exponential", S.exponential(0.1, 0.99999, final_lr=1e-4, warmup_steps=w)),
+        ("inverse_sqrt", S.inverse_sqrt(0.1, w)),
+        ("one_cycle", S.one_cycle(0.1, n)),
+        ("one_cycle[3-phase]", S.one_cycle(0.1, n, anneal="linear", three_phase=True)),
     ]
 
 

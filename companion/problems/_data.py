@@ -1,8 +1,4 @@
-"""Toy objectives and small data sets for the notebooks (not used by the core layers).
-
-Everything here is deterministic given its ``seed``: the chapters' numbers are
-reproducible build after build.
-"""
+"""The digits data set and the small MLP of the chapters' training experiments."""
 
 from __future__ import annotations
 
@@ -12,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["Split", "digits", "mlp", "quadratic_gd_steps"]
+__all__ = ["Split", "digits", "mlp"]
 
 
 @dataclass(frozen=True)
@@ -114,25 +110,3 @@ def mlp(
     finally:
         torch.random.set_rng_state(generator_state)
     return model.to(device=device, dtype=dtype)
-
-
-def quadratic_gd_steps(
-    curvatures: np.ndarray, lrs: np.ndarray, w0: np.ndarray, tol: float, max_steps: int
-) -> int | None:
-    r"""Steps gradient descent needs on :math:`f(w)=\tfrac12\sum_i \lambda_i w_i^2` to reach ``f <= tol``.
-
-    The iterates are :math:`w_{t,i} = (1-\eta_i\lambda_i)^t\,w_{0,i}` (section 6.1), where
-    ``lrs`` holds one rate per coordinate (or one shared rate, broadcast). Evaluated in
-    closed form for every ``t`` up to ``max_steps``; ``None`` if the tolerance is not met.
-
-    Examples
-    --------
-    >>> quadratic_gd_steps(np.array([1.0, 100.0]), np.array([1.0, 0.01]), np.ones(2), 1e-8, 10)
-    1
-    """
-    curvatures, lrs, w0 = (np.asarray(a, dtype=np.float64) for a in (curvatures, lrs, w0))
-    t = np.arange(max_steps + 1)[:, None]
-    w = (1.0 - lrs * curvatures) ** t * w0
-    f = 0.5 * (curvatures * w**2).sum(axis=1)
-    hit = np.flatnonzero(f <= tol)
-    return int(hit[0]) if hit.size else None
