@@ -20,17 +20,29 @@ and sum of squares of the losses over the ranks (``process_group="auto"``, the d
 variance of its own half, gets its own learning rate, and the replicas drift apart -- the
 script prints by how much.
 
+``--fsdp`` shards the parameters themselves instead, with FSDP2
+(:func:`torch.distributed.fsdp.fully_shard` on each linear layer and on the model): every
+parameter becomes a ``DTensor`` of which each rank holds one slice, and the optimizer
+updates its slices only. The companion optimizers work element by element, so nothing
+changes for them either.
+
 Options: ``--epochs``, ``--batch-size`` (global, a multiple of the number of ranks),
 ``--lr``, ``--hidden``, ``--dtype {float32,float64}``, ``--device``, ``--zero`` (shard the
-optimizer state with :class:`torch.distributed.optim.ZeroRedundancyOptimizer`),
-``--local-river``, ``--save PATH`` (rank 0 saves the trained model's ``state_dict``),
-``--quiet``. Needs scikit-learn for the data (``pip install companion[book]``).
+optimizer state with :class:`torch.distributed.optim.ZeroRedundancyOptimizer`), ``--fsdp``,
+``--local-river``, ``--save PATH`` (rank 0 saves the trained model's full ``state_dict``),
+``--json PATH`` (rank 0 writes the figures), ``--quiet``. Needs scikit-learn for the data
+(``pip install companion[book]``).
+
+:func:`companion.examples.launch.launch` starts the example on several CPU processes from
+Python (with ``python -m torch.distributed.run``) and returns the figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -44,7 +56,7 @@ from companion.river import River
 from companion.schedules import cosine
 from companion.training import evaluate
 
-__all__ = ["main"]
+__all__ = ["main", "max_difference"]
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -58,9 +70,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--device", default=None, help="default: cuda:LOCAL_RANK or cpu")
-    parser.add_argument("--zero", action="store_true", help="ZeroRedundancyOptimizer(AdamW)")
+    sharding = parser.add_mutually_exclusive_group()
+    sharding.add_argument("--zero", action="store_true", help="ZeroRedundancyOptimizer(AdamW)")
+    sharding.add_argument("--fsdp", action="store_true", help="FSDP2: fully_shard the model")
     parser.add_argument("--local-river", action="store_true", help="River(process_group=None)")
     parser.add_argument("--save", default=None, help="rank 0 saves the model's state_dict here")
+    parser.add_argument("--json", default=None, help="rank 0 writes the figures here")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     if args.epochs < 1 or args.batch_size < 1:
@@ -86,6 +101,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     Starts (and afterwards destroys) the default process group when launched by
     ``torchrun`` (``WORLD_SIZE`` in the environment) and none exists yet; otherwise uses
     the existing group, or runs as one process.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The command-line options (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    dict
+        ``world_size``, ``parallelism`` ("none", "ddp", "zero" or "fsdp"), ``local_river``,
+        ``dtype``, ``steps``, ``batch_size``, ``test_loss``, ``test_accuracy``,
+        ``multiplier`` (River's final one), ``multipliers`` (every rank's multiplier after
+        every step), ``multiplier_spread`` and ``parameter_spread`` (the largest difference
+        between ranks; ``None`` for the parameters under FSDP, which keeps one copy), and
+        ``model`` (this rank's trained model).
     """
     args = _parse(argv)
     launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -124,7 +154,9 @@ def _train(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
         data.num_features, args.hidden, data.num_classes, seed=0, device=device, dtype=dtype
     )
     net = model
-    if world > 1:
+    if args.fsdp:
+        _fully_shard(model, device, world)  # in place: the parameters become DTensors
+    elif world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
         net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
@@ -141,6 +173,7 @@ def _train(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     scheduler = ScheduledLR(optimizer, schedule, multiplier=river)
 
     generator = torch.Generator().manual_seed(0)  # the same batches on every rank
+    history: list[torch.Tensor] = []
     net.train()
     for _ in range(args.epochs):
         order = torch.randperm(n, generator=generator).to(device)
@@ -148,38 +181,106 @@ def _train(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
             batch = order[step * args.batch_size : (step + 1) * args.batch_size]
             mine = batch.tensor_split(world)[rank]  # this rank's share of the batch
             losses = F.cross_entropy(net(data.x_train[mine]), data.y_train[mine], reduction="none")
-            losses.mean().backward()  # DDP: the gradient is averaged over the ranks
+            losses.mean().backward()  # DDP, FSDP: the gradient is averaged over the ranks
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             river.observe(losses.detach())  # all-reduces the statistics over the ranks
             scheduler.step()
+            history.append(river.multiplier.detach().clone())  # no host sync in the loop
 
     test_loss, test_accuracy = evaluate(model, data.x_test, data.y_test)
+    full = _full_state_dict(model)  # every rank takes part in gathering FSDP's shards
     result = {
         "world_size": world,
+        "parallelism": "fsdp"
+        if args.fsdp
+        else "zero"
+        if args.zero
+        else "ddp"
+        if world > 1
+        else "none",
+        "local_river": bool(args.local_river),
+        "dtype": args.dtype,
         "steps": total,
+        "batch_size": args.batch_size,
         "test_loss": test_loss,
         "test_accuracy": test_accuracy,
         "multiplier": float(river.multiplier),
         "multiplier_spread": _max_spread([river.multiplier], world),
-        "parameter_spread": _max_spread(list(model.parameters()), world),
+        "multipliers": _every_rank(torch.stack(history), world),
+        # FSDP keeps one copy of each parameter, sliced over the ranks: nothing to compare
+        "parameter_spread": None if args.fsdp else _max_spread(list(model.parameters()), world),
         "model": model,
     }
     if rank == 0:
         if args.save:
-            torch.save(model.state_dict(), args.save)
+            torch.save(full, args.save)
+        if args.json:
+            figures = {k: v for k, v in result.items() if k != "model"}
+            Path(args.json).write_text(json.dumps(figures, indent=1))
         if not args.quiet:
-            mode = "local statistics" if args.local_river or world == 1 else "reduced statistics"
-            print(
-                f"{world} process(es) on {device}, {total} steps of batch {args.batch_size}, "
-                f"{'ZeRO(AdamW)' if args.zero else 'AdamW'}, cosine x River ({mode})\n"
-                f"test loss {test_loss:.4f}, test accuracy {test_accuracy:.4f}, "
-                f"final River multiplier {result['multiplier']:.6f}\n"
-                f"largest difference between ranks: multiplier "
-                f"{result['multiplier_spread']:.3g}, parameters {result['parameter_spread']:.3g}",
-                flush=True,
-            )
+            print(_summary(result, device, args), flush=True)
     return result
+
+
+def _summary(result: dict[str, Any], device: torch.device, args: argparse.Namespace) -> str:
+    world = result["world_size"]
+    mode = "local statistics" if args.local_river or world == 1 else "reduced statistics"
+    optimizer = {"zero": "ZeRO(AdamW)", "fsdp": "FSDP2 + AdamW"}.get(result["parallelism"], "AdamW")
+    spread = result["parameter_spread"]
+    params = "sharded (one copy)" if spread is None else f"{spread:.3g}"
+    return (
+        f"{world} process(es) on {device}, {result['steps']} steps of batch {args.batch_size}, "
+        f"{optimizer}, cosine x River ({mode})\n"
+        f"test loss {result['test_loss']:.4f}, test accuracy {result['test_accuracy']:.4f}, "
+        f"final River multiplier {result['multiplier']:.6f}\n"
+        f"largest difference between ranks: multiplier "
+        f"{result['multiplier_spread']:.3g}, parameters {params}"
+    )
+
+
+def _every_rank(values: torch.Tensor, world: int) -> list[list[float]]:
+    """``values`` of every rank, rank by rank (an all-gather), as Python floats."""
+    values = values.double()
+    parts = [values] if world == 1 else [torch.empty_like(values) for _ in range(world)]
+    if world > 1:
+        dist.all_gather(parts, values)
+    return [part.cpu().tolist() for part in parts]
+
+
+def _fully_shard(model: torch.nn.Module, device: torch.device, world: int) -> None:
+    """FSDP2: shard each linear layer, then the model (for what is left), over all ranks."""
+    if world < 2:
+        raise ValueError(
+            f"--fsdp needs 2 or more processes (start with torchrun), got {world} process"
+        )
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    mesh = init_device_mesh(device.type, (world,))
+    for layer in model.modules():
+        if isinstance(layer, torch.nn.Linear):
+            fully_shard(layer, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+
+
+def _full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's ``state_dict`` on the CPU, FSDP's ``DTensor`` slices gathered (collective)."""
+    out = {}
+    for key, value in model.state_dict().items():
+        if hasattr(value, "full_tensor"):  # a DTensor
+            value = value.full_tensor()
+        out[key] = value.detach().cpu().clone()
+    return out
+
+
+def max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    """The largest absolute difference between two ``state_dict`` with the same keys."""
+    if a.keys() != b.keys():
+        raise ValueError(f"the state_dicts have different keys: {sorted(a)} and {sorted(b)}")
+    return max(
+        float((a[k].detach().cpu().double() - b[k].detach().cpu().double()).abs().max()) for k in a
+    )
 
 
 if __name__ == "__main__":
