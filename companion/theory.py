@@ -313,7 +313,8 @@ def noisy_quadratic_second_moment(
     >>> round(noisy_quadratic_second_moment(two_stage[::-1], 1.0, 2.0, w0), 4)
     0.1057
     >>> from companion.schedules import cosine
-    >>> round(noisy_quadratic_second_moment(cosine(0.1, 100)(np.arange(100)), 1.0, 2.0, w0), 4)
+    >>> cosine_rates = cosine(0.1, 100)(np.arange(100))
+    >>> round(noisy_quadratic_second_moment(cosine_rates, 1.0, 2.0, w0), 4)
     0.0367
     """
     arr = check_real_array("lrs", lrs, low=0, nonempty=False)

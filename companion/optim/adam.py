@@ -161,7 +161,7 @@ class Adam(_AdamFamily):
     >>> w = torch.nn.Parameter(torch.tensor([1.0, 1.0]))
     >>> opt = Adam([w], lr=0.1)
     >>> w.grad = torch.tensor([3.0, -0.01])
-    >>> opt.step()                      # first step: m̂/√v̂ = sign(g), so each moves by ≈ lr
+    >>> opt.step()  # first step: m̂/√v̂ = sign(g), so each moves by ≈ lr
     >>> w.detach()
     tensor([0.9000, 1.1000])
     """

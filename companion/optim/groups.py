@@ -89,7 +89,7 @@ def param_groups(
     >>> from companion.optim import AdamW, param_groups
     >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.LayerNorm(8))
     >>> groups = param_groups(model, weight_decay=0.1)
-    >>> [len(g["params"]) for g in groups]           # the Linear's weight; bias, LN scale, shift
+    >>> [len(g["params"]) for g in groups]  # the weight; bias, LN scale, LN shift
     [1, 3]
     >>> optimizer = AdamW(groups, lr=1e-3)
     """

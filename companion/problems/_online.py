@@ -236,7 +236,8 @@ def run_on_gradients(
     Examples
     --------
     >>> from companion.optim import SGD
-    >>> run_on_gradients(lambda p: SGD(p, lr=0.5), [1.0, 1.0, -4.0], 0.0, bounds=(-1, 1))
+    >>> sgd = lambda p: SGD(p, lr=0.5)  # noqa: E731
+    >>> run_on_gradients(sgd, [1.0, 1.0, -4.0], 0.0, bounds=(-1, 1))
     array([ 0. , -0.5, -1. ,  1. ])
     """
     one_dimensional = np.ndim(grads) == 1

@@ -160,7 +160,8 @@ def exponential(
     --------
     >>> exponential(1.0, 0.5, decay_steps=2)(np.arange(5))
     array([1.        , 0.70710678, 0.5       , 0.35355339, 0.25      ])
-    >>> exponential(1.0, 0.5, decay_steps=2, staircase=True, final_lr=0.3)(np.arange(5))
+    >>> stairs = exponential(1.0, 0.5, decay_steps=2, staircase=True, final_lr=0.3)
+    >>> stairs(np.arange(5))
     array([1. , 1. , 0.5, 0.5, 0.3])
     """
     peak = rate("peak_lr", peak_lr)
