@@ -28,7 +28,11 @@ def test_every_real_scalar_is_a_number(value):
     assert isinstance(out, float) and out == float(value)
 
 
-@pytest.mark.parametrize("value", [True, np.True_, "0.1", None, 1j, [0.1], object()], ids=repr)
+@pytest.mark.parametrize(
+    "value",
+    [True, np.True_, "0.1", None, 1j, [0.1], object()],
+    ids=["True", "np.True_", "str", "None", "complex", "list", "object"],
+)
 def test_non_numbers_are_a_type_error_naming_the_argument(value):
     with pytest.raises(TypeError, match=r"^lr must be a finite real number >= 0, got"):
         check_real("lr", value, low=0)
