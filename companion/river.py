@@ -95,7 +95,8 @@ def _batch_variance(losses: torch.Tensor) -> torch.Tensor:
     losses keeps it accurate however large the losses are against their spread (an
     untrained classifier's, all about :math:`\log 10`).
     """
-    x = losses.to(torch.float32 if losses.device.type == "mps" else torch.float64)
+    x = losses.detach() if losses.requires_grad else losses
+    x = x.to(torch.float32 if x.device.type == "mps" else torch.float64)
     return torch.var(x - x[0], correction=0)
 
 
@@ -121,17 +122,18 @@ class _Constants:
         self.inf, self.zero = tensor(math.inf), tensor(0.0)
         self.lo, self.hi, self.neutral = tensor(lo), tensor(hi), tensor(self.neutral_value)
 
-    def multiplier(self, u: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-        r""":math:`\rho = \operatorname{clip}(r / (u + \epsilon r))`; neutral where :math:`r = 0`.
+    def multiplier(self, u: torch.Tensor, r: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        r"""Write :math:`\rho = \operatorname{clip}(r / (u + \epsilon r))` into ``out``.
 
-        In relative mode the quotient is 0/0, a NaN, exactly where :math:`r = u = 0`, which
-        :func:`torch.nan_to_num` turns into the neutral value.
+        Neutral where :math:`r = 0`: in relative mode the quotient is 0/0, a NaN, exactly
+        where :math:`r = u = 0`, which :func:`torch.nan_to_num` turns into that value.
         """
         if self.relative:
             q = torch.div(r, torch.add(u, r, alpha=self.eps))
-            return torch.clamp(torch.nan_to_num(q, nan=self.neutral_value), self.lo, self.hi)
+            q = torch.nan_to_num(q, nan=self.neutral_value)
+            return torch.clamp(q, self.lo, self.hi, out=out)
         m = torch.clamp(torch.div(r, torch.add(u, self.eps)), self.lo, self.hi)
-        return torch.where(r > self.zero, m, self.neutral)
+        return torch.where(r > self.zero, m, self.neutral, out=out)
 
 
 class River:
@@ -220,8 +222,10 @@ class River:
 
     def _clear(self) -> None:
         """No state: before the first batch."""
-        # 0-d tensors on the losses' device: u_t, r_t (corrected for "zero-debiased"), the
-        # accepted count, the multiplier of the current state and the one handed out.
+        # 0-d tensors on the losses' device, updated in place (so that a training step
+        # allocates nothing that outlives it): u_t, r_t (corrected for "zero-debiased"),
+        # the accepted count, rho of the current state and the rho to apply (the same
+        # tensor with use_current_batch=True).
         self._v = self._r = self._step = self._next = None
         self._weights: torch.Tensor | None = None  # (w_u, w_r) of the next batch, in place
         self._k: _Constants | None = None
@@ -328,9 +332,10 @@ class River:
         self._observed += 1
         if group is None:
             if losses.shape[0] < 2:  # host metadata: skipped without a synchronisation
-                self._multiplier = self._next
+                if self._multiplier is not self._next:
+                    self._multiplier.copy_(self._next)
                 return self._next.clone()
-            var, accept = _batch_variance(losses.detach()), None
+            var, accept = _batch_variance(losses), None
         return self._update(var.to(device=self._device, dtype=self._v.dtype), accept)
 
     def _init_state(self, loss_dtype: torch.dtype, device: torch.device) -> None:
@@ -339,8 +344,16 @@ class River:
         self._v, self._r = k.zero.clone(), k.zero.clone()
         self._step = torch.zeros((), dtype=torch.int64, device=device)
         self._set_weights(k.start.clone())
-        self._next = k.multiplier(self._v, self._r)
+        self._set_multipliers(k.multiplier(self._v, self._r, out=k.zero.clone()))
         self._device = self._v.device
+
+    def _set_multipliers(self, applied: torch.Tensor) -> None:
+        """The multiplier to apply; that of the current state is computed from u and r."""
+        if self._cfg["use_current_batch"]:
+            self._next = self._multiplier = applied
+        else:
+            self._multiplier = applied
+            self._next = self._k.multiplier(self._v, self._r, out=torch.empty_like(applied))
 
     def _set_weights(self, weights: torch.Tensor) -> None:
         self._weights = weights
@@ -357,15 +370,15 @@ class River:
         valid = var < k.inf  # var >= 0: false exactly for NaN and +inf
         if accept is not None:
             valid = valid & accept
-        v = torch.lerp(self._v, torch.where(valid, var, self._v), self._wv)
-        r = torch.lerp(self._r, v, torch.where(valid, self._wr, k.zero))
-        w = self._weights
+        v, r, w = self._v, self._r, self._weights
+        v.lerp_(torch.where(valid, var, v), self._wv)
+        r.lerp_(v, torch.where(valid, self._wr, k.zero))
         following = torch.div(w, w + k.betas) if k.debiased else k.rates
         torch.where(valid, following, w, out=w)
-        self._v, self._r, self._step = v, r, self._step + valid
-        m_next = k.multiplier(v, r)
-        self._multiplier = m_next if self._cfg["use_current_batch"] else self._next
-        self._next = m_next
+        self._step.add_(valid)
+        if self._multiplier is not self._next:  # rho_{t-1} is applied, rho_t kept for later
+            self._multiplier.copy_(self._next)
+        k.multiplier(v, r, out=self._next)
         return self._multiplier.clone()
 
     # ------------------------------------------------------------------ checkpointing
@@ -411,8 +424,7 @@ class River:
             self._k = _Constants(config, dtype, device)
             self._v, self._r, self._step = state["v"], state["r"], state["step"]
             self._set_weights(state["weights"])
-            self._next = self._k.multiplier(self._v, self._r)
-            self._multiplier = state["multiplier"]
+            self._set_multipliers(state["multiplier"])
             self._observed = raw["observed"]
             self._device = device
 

@@ -664,7 +664,7 @@ def test_state_dict_does_not_alias_the_state():
     river = River()
     run(river, random_batches(3))
     sd = river.state_dict()
-    for key, value in sd["state"].items():
+    for value in sd["state"].values():
         if isinstance(value, torch.Tensor):
             value.fill_(123)
     clean = River()
