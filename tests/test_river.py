@@ -819,15 +819,31 @@ def test_explicit_process_group_of_one_process_is_local_and_deep_copies():
 
 # --------------------------------------------------------------------------- benchmark
 def test_benchmark_runs_and_reports_the_overhead(capsys):
-    """``python -m companion.benchmarks.river`` on a tiny configuration: the table's rows."""
+    """``python -m companion.benchmarks.river`` on a tiny configuration: the table's rows.
+
+    Only the structure is checked: the figures are timings, which no test may depend on.
+    """
     pytest.importorskip("sklearn")
     from companion.benchmarks import river as bench
 
-    bench.main(["--hidden", "16", "--batch-size", "8", "--steps", "3", "--rounds", "1"])
+    bench.main(["--hidden", "16", "--batch-size", "8", "--steps", "3", "--rounds", "2"])
     out = capsys.readouterr().out
+    assert "glibc trimming on" in out and "median of 2 rounds" in out
     row = next(line for line in out.splitlines() if line.strip().startswith("64-16-10"))
-    plain, const, with_river, extra_us, extra_pct = row.split()[3:8]
-    assert float(plain) > 0 and float(const) > 0 and float(with_river) > 0
-    assert extra_pct.endswith("%")
-    assert float(extra_us) == pytest.approx(float(plain) * float(extra_pct[:-1]) / 100, abs=0.2)
+    fields = row.split()
+    assert fields[1:3] == ["8", "3"]
+    plain, const, with_river, extra_us = (float(f) for f in fields[3:7])
+    assert min(plain, const, with_river) > 0 and math.isfinite(extra_us)
+    assert fields[7].endswith("%") and math.isfinite(float(fields[7][:-1]))
+    low, high = (float(f.strip("[],")) for f in fields[8:10])
+    assert low <= high
+    assert len(fields[10].split("/")) == 3 and "target <= 2 %" in row
     assert "River.observe alone, float32 losses, batch 8:" in out
+
+
+def test_benchmark_statistics():
+    """The overhead is the median of the per-round ratios; quartiles bracket it."""
+    from companion.benchmarks import river as bench
+
+    q1, q3 = bench._quartiles([0.1, 0.3, 0.2, 0.5, 0.4])
+    assert q1 <= 0.3 <= q3 and bench._quartiles([0.25]) == (0.25, 0.25)
