@@ -88,15 +88,15 @@ def _losses_problem(
     return None
 
 
-def _batch_variance(losses: torch.Tensor) -> torch.Tensor:
-    r""":math:`V_t` of one batch, computed in float64 (float32 on MPS, which has no float64).
+def _batch_variance(losses: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    r""":math:`V_t` of one batch, in the state's ``dtype`` (at least float32).
 
     The variance of :math:`d_i = \ell_i - \ell_0`: shifting by one of the batch's own
     losses keeps it accurate however large the losses are against their spread (an
-    untrained classifier's, all about :math:`\log 10`).
+    untrained classifier's, all about :math:`\log 10`); :func:`torch.var` then runs
+    Welford's recurrence (with float64 accumulators for float32 on the CPU).
     """
-    x = losses.detach() if losses.requires_grad else losses
-    x = x.to(torch.float32 if x.device.type == "mps" else torch.float64)
+    x = (losses.detach() if losses.requires_grad else losses).to(dtype)
     return torch.var(x - x[0], correction=0)
 
 
@@ -335,7 +335,7 @@ class River:
                 if self._multiplier is not self._next:
                     self._multiplier.copy_(self._next)
                 return self._next.clone()
-            var, accept = _batch_variance(losses), None
+            var, accept = _batch_variance(losses, self._v.dtype), None
         return self._update(var.to(device=self._device, dtype=self._v.dtype), accept)
 
     def _init_state(self, loss_dtype: torch.dtype, device: torch.device) -> None:
@@ -377,7 +377,7 @@ class River:
         torch.where(valid, following, w, out=w)
         self._step.add_(valid)
         if self._multiplier is not self._next:  # rho_{t-1} is applied, rho_t kept for later
-            self._multiplier.copy_(self._next)
+            self._multiplier, self._next = self._next, self._multiplier  # (never handed out)
         k.multiplier(v, r, out=self._next)
         return self._multiplier.clone()
 
