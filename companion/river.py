@@ -28,26 +28,8 @@ __all__ = ["River"]
 _INITS = {"first": ("one", False), "zero": ("rates", False), "zero-debiased": ("one", True)}
 _EPS_MODES = ("relative", "absolute")
 _STATE_KEYS = ("v", "r", "step", "multiplier", "weights")
-_CONFIG_KEYS = (
-    "beta_v",
-    "beta_r",
-    "eps",
-    "eps_mode",
-    "clip",
-    "init",
-    "use_current_batch",
-    "dtype",
-)
-
-
-def _check_dtype(dtype: Any) -> torch.dtype | None:
-    if dtype is None:
-        return None
-    if not isinstance(dtype, torch.dtype):
-        raise TypeError(f"dtype must be None or a floating torch.dtype, got {dtype!r}")
-    if not dtype.is_floating_point:
-        raise ValueError(f"dtype must be None or a floating torch.dtype, got {dtype!r}")
-    return dtype
+_CONFIG_KEYS = ("beta_v", "beta_r", "eps", "eps_mode", "clip", "init", "use_current_batch",
+                "dtype")  # fmt: skip
 
 
 def _check_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -62,7 +44,10 @@ def _check_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     out["clip"] = (lo, hi)
     out["init"] = check_choice("init", cfg["init"], tuple(_INITS))
     out["use_current_batch"] = check_flag("use_current_batch", cfg["use_current_batch"])
-    out["dtype"] = _check_dtype(cfg["dtype"])
+    dtype = out["dtype"] = cfg["dtype"]
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        error = ValueError if isinstance(dtype, torch.dtype) else TypeError
+        raise error(f"dtype must be None or a floating torch.dtype, got {dtype!r}")
     return out
 
 
@@ -235,19 +220,16 @@ class River:
         self._multiplier = torch.tensor(min(max(1.0, lo), hi), dtype=torch.float32)
 
     # ------------------------------------------------------------------ configuration
+    # Read-only: the hyperparameters change only through load_state_dict.
     beta_v = property(lambda self: self._cfg["beta_v"], doc="Rate of u_t.")
     beta_r = property(lambda self: self._cfg["beta_r"], doc="Rate of r_t.")
     eps = property(lambda self: self._cfg["eps"], doc="The epsilon of the denominator.")
     eps_mode = property(lambda self: self._cfg["eps_mode"], doc='"relative" or "absolute".')
     clip = property(lambda self: self._cfg["clip"], doc="(rho_min, rho_max).")
     init = property(lambda self: self._cfg["init"], doc="How both averages start.")
-    use_current_batch = property(
-        lambda self: self._cfg["use_current_batch"], doc="Whether rho includes the last batch."
-    )
+    use_current_batch = property(lambda self: self._cfg["use_current_batch"], doc="rho_t?")
     dtype = property(lambda self: self._cfg["dtype"], doc="State dtype (None: the losses').")
-    process_group = property(
-        lambda self: self._process_group, doc="'auto', None or the ProcessGroup reduced over."
-    )
+    process_group = property(lambda self: self._process_group, doc="'auto', None or a group.")
 
     def __deepcopy__(self, memo: dict[int, Any]) -> River:
         """A deep copy that shares the process group (a group cannot be copied)."""
