@@ -78,11 +78,11 @@ def _batch_variance(losses: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
     The variance of :math:`d_i = \ell_i - \ell_0`: shifting by one of the batch's own
     losses keeps it accurate however large the losses are against their spread (an
-    untrained classifier's, all about :math:`\log 10`); :func:`torch.var` then runs
-    Welford's recurrence (with float64 accumulators for float32 on the CPU).
+    untrained classifier's, all about :math:`\log 10`); :func:`torch.var_mean` then runs
+    Welford's recurrence (with float64 accumulators for float32 on the CPU) in one kernel.
     """
     x = (losses.detach() if losses.requires_grad else losses).to(dtype)
-    return torch.var(x - x[0], correction=0)
+    return torch.var_mean(x - x[0], correction=0)[0]
 
 
 class _Constants:
@@ -213,6 +213,7 @@ class River:
         # tensor with use_current_batch=True).
         self._v = self._r = self._step = self._next = None
         self._weights: torch.Tensor | None = None  # (w_u, w_r) of the next batch, in place
+        self._pending: list[torch.Tensor] = []  # verdicts not yet in the accepted count
         self._k: _Constants | None = None
         self._device: torch.device | None = None
         self._observed = 0  # calls of observe (host-side count)
@@ -267,12 +268,23 @@ class River:
     @property
     def num_accepted(self) -> torch.Tensor | None:
         """Number of batches that entered the averages (0-d int64 tensor, a copy)."""
-        return None if self._step is None else self._step.clone()
+        return None if self._step is None else self._accepted().clone()
 
     @property
     def num_skipped(self) -> torch.Tensor | int:
         """Number of batches skipped (fewer than 2 examples or a non-finite loss)."""
-        return 0 if self._step is None else self._observed - self._step
+        return 0 if self._step is None else self._observed - self._accepted()
+
+    def _accepted(self) -> torch.Tensor:
+        """The accepted count, with the verdicts of the last batches added (no host sync).
+
+        Adding a bool to an int64 tensor costs as much as two other operations, so the
+        verdicts are summed only when the count is read, or every 256 batches.
+        """
+        if self._pending:
+            self._step.add_(torch.stack(self._pending).sum())
+            self._pending = []
+        return self._step
 
     # ------------------------------------------------------------------ the update
     def observe(self, per_example_losses: torch.Tensor) -> torch.Tensor:
@@ -357,7 +369,9 @@ class River:
         r.lerp_(v, torch.where(valid, self._wr, k.zero))
         following = torch.div(w, w + k.betas) if k.debiased else k.rates
         torch.where(valid, following, w, out=w)
-        self._step.add_(valid)
+        self._pending.append(valid)  # counted later (see _accepted)
+        if len(self._pending) >= 256:
+            self._accepted()
         if self._multiplier is not self._next:  # rho_{t-1} is applied, rho_t kept for later
             self._multiplier, self._next = self._next, self._multiplier  # (never handed out)
         k.multiplier(v, r, out=self._next)
@@ -371,7 +385,7 @@ class River:
         """
         state = None
         if self._v is not None:
-            tensors = (self._v, self._r, self._step, self._multiplier, self._weights)
+            tensors = (self._v, self._r, self._accepted(), self._multiplier, self._weights)
             state = {k: t.detach().clone() for k, t in zip(_STATE_KEYS, tensors, strict=True)}
             state["observed"] = self._observed
         return {**self._cfg, "state": state}
