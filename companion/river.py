@@ -81,7 +81,8 @@ def _batch_variance(losses: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     untrained classifier's, all about :math:`\log 10`); :func:`torch.var_mean` then runs
     Welford's recurrence (with float64 accumulators for float32 on the CPU) in one kernel.
     """
-    x = (losses.detach() if losses.requires_grad else losses).to(dtype)
+    x = losses.detach() if losses.requires_grad else losses
+    x = x if x.dtype == dtype else x.to(dtype)
     return torch.var_mean(x - x[0], correction=0)[0]
 
 
@@ -329,7 +330,7 @@ class River:
                 if self._multiplier is not self._next:
                     self._multiplier.copy_(self._next)
                 return self._next.clone()
-            var, accept = _batch_variance(losses, self._v.dtype), None
+            return self._update(_batch_variance(losses, self._v.dtype), None)
         return self._update(var.to(device=self._device, dtype=self._v.dtype), accept)
 
     def _init_state(self, loss_dtype: torch.dtype, device: torch.device) -> None:
