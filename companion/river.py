@@ -208,10 +208,8 @@ class River:
 
     def _clear(self) -> None:
         """No state: before the first batch."""
-        # 0-d tensors on the losses' device, updated in place (so that a training step
-        # allocates nothing that outlives it): u_t, r_t (corrected for "zero-debiased"),
-        # the accepted count, rho of the current state and the rho to apply (the same
-        # tensor with use_current_batch=True).
+        # 0-d tensors on the losses' device, updated in place: u_t, r_t (corrected for
+        # "zero-debiased"), the accepted count, rho of the state and the rho to apply.
         self._v = self._r = self._step = self._next = None
         self._weights: torch.Tensor | None = None  # (w_u, w_r) of the next batch, in place
         self._pending: list[torch.Tensor] = []  # verdicts not yet in the accepted count
@@ -277,11 +275,7 @@ class River:
         return 0 if self._step is None else self._observed - self._accepted()
 
     def _accepted(self) -> torch.Tensor:
-        """The accepted count, with the verdicts of the last batches added (no host sync).
-
-        Adding a bool to an int64 tensor costs as much as two other operations, so the
-        verdicts are summed only when the count is read, or every 256 batches.
-        """
+        """The accepted count; the verdicts (bool) are added up when read or every 256."""
         if self._pending:
             self._step.add_(torch.stack(self._pending).sum())
             self._pending = []
@@ -351,8 +345,7 @@ class River:
             self._next = self._k.multiplier(self._v, self._r, out=torch.empty_like(applied))
 
     def _set_weights(self, weights: torch.Tensor) -> None:
-        self._weights = weights
-        self._wv, self._wr = weights.unbind()  # views: they follow the in-place updates
+        self._weights, (self._wv, self._wr) = weights, weights.unbind()  # views, in place
 
     def _update(self, var: torch.Tensor, accept: torch.Tensor | None) -> torch.Tensor:
         """Average in a batch of variance ``var`` (0-d, the state's dtype and device).
@@ -397,13 +390,8 @@ class River:
         Everything is validated before anything changes. The tensors keep their dtype and
         move to the device of this River's state if it has one.
 
-        Raises
-        ------
-        TypeError
-            If ``state_dict`` is not a mapping or a hyperparameter has the wrong type.
-        ValueError
-            If a key is missing, a hyperparameter is out of range, or a state entry has
-            the wrong shape, dtype or value.
+        Raises ``TypeError`` for a wrong type (of ``state_dict``, of a hyperparameter) and
+        ``ValueError`` for a missing key or a wrong value, shape or dtype.
         """
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
