@@ -187,8 +187,8 @@ def river_on_script(
     >>> from companion.river import River
     >>> z = torch.randn(100, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     >>> rho = river_on_script(River(use_current_batch=True), np.full(100, 4.0), z)
-    >>> rho.shape, rho[0]
-    ((100,), np.float64(1.0))
+    >>> rho.shape, round(float(rho[0]), 6)  # rho_0 = 1 / (1 + eps): the averages start equal
+    ((100,), 1.0)
     """
     if not callable(getattr(river, "observe", None)):
         raise TypeError(f"river must have an observe(per_example_losses) method, got {river!r}")
@@ -389,7 +389,9 @@ def loss_spread_and_gradient_noise(
     x, y : torch.Tensor
         Inputs and targets, ``n >= 1`` rows.
     loss_fn : callable, optional
-        ``loss_fn(outputs, targets)`` with mean reduction; default cross-entropy.
+        ``loss_fn(outputs, targets, reduction=...)`` as in :mod:`torch.nn.functional`
+        (an example's loss is the mean over its output's elements); default
+        cross-entropy.
 
     Returns
     -------
@@ -424,6 +426,6 @@ def loss_spread_and_gradient_noise(
     per_example = vmap(grad(loss_of), in_dims=(None, 0, 0))(params, x, y)
     flat = torch.cat([g.flatten(1) for g in per_example.values()], dim=1)
     with torch.no_grad():
-        losses = loss_fn(model(x), y, reduction="none")
+        losses = loss_fn(model(x), y, reduction="none").reshape(x.shape[0], -1).mean(1)
     noise = ((flat - flat.mean(0)) ** 2).sum(1).mean()
     return float(losses.var(unbiased=False)), float(noise)
