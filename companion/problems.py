@@ -160,7 +160,7 @@ def river_on_script(
 ) -> np.ndarray:
     r"""Feed a River batches of losses whose variance follows a script (section 6.5).
 
-    Batch :math:`t` is :math:`\ell_{t,i} = c + \sqrt{v_t}\, z_{t,i}`, where :math:`v_t` is
+    Batch :math:`t` is :math:`\ell_{t,i} = c + \sqrt{a_t}\, z_{t,i}`, where :math:`a_t` is
     ``variances[t]`` and :math:`z_{t,i}` is ``noise[t, i]``: the same draws rescaled for
     every script, so two scripts differ only by their variances. No model is trained, so
     nothing stops the multiplier from using the current batch
@@ -171,7 +171,7 @@ def river_on_script(
     river : companion.river.River
         Any object with ``observe(per_example_losses)`` returning the multiplier.
     variances : array_like
-        The scripted variances :math:`v_0, \dots, v_{T-1}`, finite and >= 0.
+        The scripted variances :math:`a_0, \dots, a_{T-1}`, finite and >= 0.
     noise : torch.Tensor
         A ``(T, N)`` tensor of draws :math:`z_{t,i}` (standard normal, say), ``N >= 2``.
     center : float
