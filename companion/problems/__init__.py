@@ -6,7 +6,8 @@ reproducible build after build.
 * the digits data set and a small MLP (sections 6.3 and 6.5);
 * the ill-conditioned quadratic (6.1), the scripted and noisy quadratics and the tilted
   double well (6.4);
-* Reddi et al.'s online problem and the Adam-family runners on it (6.3).
+* Reddi et al.'s online problem and the Adam-family runners on it (6.3);
+* River on scripted variance sequences, least squares and the loss spread (6.5).
 """
 
 from __future__ import annotations
@@ -22,8 +23,22 @@ from companion.problems._quadratics import (
     quadratic_gd_steps,
     scripted_quadratic_path,
 )
+from companion.problems._river import (
+    LeastSquares,
+    LeastSquaresRun,
+    least_squares,
+    loss_spread_and_gradient_noise,
+    river_on_script,
+    sgd_least_squares,
+)
 
 __all__ = [
+    "LeastSquares",
+    "LeastSquaresRun",
+    "least_squares",
+    "loss_spread_and_gradient_noise",
+    "river_on_script",
+    "sgd_least_squares",
     "Split",
     "TiltedDoubleWell",
     "adam_family_online",

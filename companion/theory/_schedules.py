@@ -1,23 +1,4 @@
-r"""The chapter's formulas for learning-rate schedules, as functions (sections 6.2 and 6.4).
-
-numpy only. Each docstring states the formula and where the book derives it (section,
-lemma, equation label). Arguments are checked by :mod:`companion._validation`: a wrong
-type is a :class:`TypeError`, a value out of range a :class:`ValueError`, and the
-message names the argument, its range and the value.
-
-Examples
---------
-The worked example of sections 6.2 and 6.4: :math:`\Delta = 100`, :math:`L = 1`,
-:math:`\sigma^2 = 2` (so :math:`L\sigma^2/2 = 1`), :math:`T = 100`:
-
->>> from companion.theory import sgd_bound, best_constant_lr
->>> sgd_bound([0.1] * 100, delta=100.0, L=1.0, sigma2=2.0)
-10.1
->>> sgd_bound([0.1] * 50 + [0.025] * 50, delta=100.0, L=1.0, sigma2=2.0)
-16.085
->>> best_constant_lr(delta=100.0, L=1.0, sigma2=2.0, T=100)
-(1.0, 2.0)
-"""
+"""The bounds and exact formulas of sections 6.2 and 6.4 (numpy only)."""
 
 from __future__ import annotations
 
@@ -368,56 +349,3 @@ def stationary_second_moment(lr: float, curvature: float, sigma2: float) -> floa
             f"lr * curvature must be in (0, 2) for a stationary distribution, got {eta * lam}"
         )
     return eta * sigma2 / (lam * (2.0 - eta * lam))
-
-
-# --- used by section 6.3
-__all__ += ["average_regret"]
-
-
-def average_regret(played: npt.ArrayLike, grads: npt.ArrayLike, radius: float = 1.0) -> np.ndarray:
-    r"""Average regret :math:`R(t)/t`, :math:`t = 1, \dots, T`, of an online linear problem (6.3.3).
-
-    For linear losses :math:`f_t(w) = g_t\,w` on :math:`\mathcal K = [-r, r]` the best
-    fixed point after :math:`t` rounds is :math:`-r\,\operatorname{sign}\sum_{s\le t} g_s`,
-    so the regret of section 6.3.3 is a running sum:
-
-    .. math::
-
-        R(t) = \sum_{s=1}^{t} g_s\,w_s + r\,\Big|\sum_{s=1}^{t} g_s\Big| .
-
-    Parameters
-    ----------
-    played : array_like
-        :math:`w_1, \dots, w_T`, the points played (in :math:`[-r, r]`), e.g. all but
-        the last entry of :func:`companion.problems.adam_family_online`.
-    grads : array_like
-        :math:`g_1, \dots, g_T`, finite reals, as many as ``played``.
-    radius : float
-        :math:`r > 0`, the half-width of :math:`\mathcal K`.
-
-    Returns
-    -------
-    np.ndarray
-        :math:`R(1)/1, \dots, R(T)/T`.
-
-    Examples
-    --------
-    Playing :math:`w = +1` on the :math:`C = 3` problem costs :math:`2(C-2)/3 = 2/3`
-    per round (section 6.3.3):
-
-    >>> from companion.problems import reddi_gradients
-    >>> g = reddi_gradients(300)
-    >>> round(float(average_regret(np.ones(300), g)[-1]), 12)
-    0.666666666667
-    """
-    from companion._validation import check_real, check_real_array
-
-    radius = check_real("radius", radius, low=0, low_open=True)
-    played = check_real_array("played", played, low=-radius, high=radius)
-    grads = check_real_array("grads", grads)
-    if played.shape != grads.shape:
-        raise ValueError(
-            f"played and grads must have the same length, got {played.size} and {grads.size}"
-        )
-    t = np.arange(1, grads.size + 1)
-    return (np.cumsum(grads * played) + radius * np.abs(np.cumsum(grads))) / t
