@@ -271,7 +271,9 @@ def test_every_departure_note_is_folded_labelled_and_listed():
             where = f"{chapter.name}: note at offset {match.start()}"
             assert match["label"], f"{where} has no (departure-...)= label"
             assert re.search(r":class:.*\bdropdown\b", match["options"]), f"{where} is not folded"
-            assert re.search(r":class:.*\bdeparture\b", match["options"]), f"{where} lacks the class"
+            assert re.search(r":class:.*\bdeparture\b", match["options"]), (
+                f"{where} lacks the class"
+            )
             notes.append(match["label"][1:-3])
     assert len(notes) == len(set(notes)), "two departure notes share a label"
     listing = HTML / "book" / "departures.html"

@@ -125,14 +125,16 @@ class Adam(_AdamFamily):
 
         \begin{aligned}
         g_t &= \nabla f_t(w_{t-1}) + \lambda\,w_{t-1}
-              && \text{(the L2 term: "Adam with L2")} \\
-        m_t &= \beta_1 m_{t-1} + (1-\beta_1)\, g_t, \qquad
-        v_t = \beta_2 v_{t-1} + (1-\beta_2)\, g_t^2 \\
+              \qquad \text{(the L2 term)} \\
+        m_t &= \beta_1 m_{t-1} + (1-\beta_1)\, g_t \\
+        v_t &= \beta_2 v_{t-1} + (1-\beta_2)\, g_t^2 \\
         \hat m_t &= \frac{m_t}{1-\beta_1^t}, \qquad
-        \hat v_t = \frac{v_t}{1-\beta_2^t}
-            \quad\Big(\text{amsgrad: } \hat v_t = \frac{\max(v_1,\dots,v_t)}{1-\beta_2^t}\Big) \\
-        w_t &= w_{t-1} - \gamma\, \frac{\hat m_t}{\sqrt{\hat v_t} + \epsilon}
+        \hat v_t = \frac{v_t}{1-\beta_2^t} \\
+        w_t &= w_{t-1} - \eta_t\, \frac{\hat m_t}{\sqrt{\hat v_t} + \epsilon}
         \end{aligned}
+
+    with :math:`\eta_t` the group's current ``lr``; with ``amsgrad=True``,
+    :math:`\hat v_t = \max(v_1, \dots, v_t)/(1-\beta_2^t)`.
 
     Parameters
     ----------

@@ -57,9 +57,10 @@ def river_on_script(
     Examples
     --------
     >>> from companion.river import River
-    >>> z = torch.randn(100, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    >>> g = torch.Generator().manual_seed(0)
+    >>> z = torch.randn(100, 8, generator=g, dtype=torch.float64)
     >>> rho = river_on_script(River(use_current_batch=True), np.full(100, 4.0), z)
-    >>> rho.shape, round(float(rho[0]), 6)  # rho_0 = 1 / (1 + eps): the averages start equal
+    >>> rho.shape, round(float(rho[0]), 6)  # rho_0 = 1 / (1 + eps): equal averages
     ((100,), 1.0)
     """
     if not callable(getattr(river, "observe", None)):
@@ -197,7 +198,8 @@ def sgd_least_squares(
     Examples
     --------
     >>> from companion.schedules import constant
-    >>> run = sgd_least_squares(least_squares(64, 4), constant(0.2), steps=200, batch_size=8)
+    >>> problem = least_squares(64, 4)
+    >>> run = sgd_least_squares(problem, constant(0.2), steps=200, batch_size=8)
     >>> bool(run.loss[0] > 0.1 and run.loss[-1] < 1e-25)  # interpolation: f* = 0
     True
     """

@@ -64,7 +64,7 @@ def river_trend_multiplier(g: npt.ArrayLike, beta_r: float = 0.999, eps: float =
     --------
     >>> round(river_trend_multiplier(0.0), 12)
     1.0
-    >>> round(river_trend_multiplier(math.log(1e4) / 4000), 4)  # a factor 10^4 in 4000 steps
+    >>> round(river_trend_multiplier(math.log(1e4) / 4000), 4)  # x 10^4 in 4000 steps
     0.3032
     """
     beta = _beta_r(beta_r)
@@ -113,7 +113,7 @@ def river_trend_rate(multiplier: float, beta_r: float = 0.999) -> float:
     --------
     >>> round(river_trend_rate(math.inf), 7)  # ln(0.999)
     -0.0010005
-    >>> round(math.log(2) / -river_trend_rate(10.0))  # halving time that reaches the clip 10
+    >>> round(math.log(2) / -river_trend_rate(10.0))  # halving time reaching clip 10
     770
     """
     beta = _beta_r(beta_r)
