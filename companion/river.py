@@ -303,9 +303,7 @@ class River:
         ``None`` where the state lives on an accelerator: reading would wait for it.
         """
         k = self._k
-        if k is None:
-            return float(self._multiplier)
-        return float(self._multiplier) if k.host else None
+        return float(self._multiplier) if k is None or k.device.type == "cpu" else None
 
     @property
     def variance(self) -> torch.Tensor | None:
