@@ -224,6 +224,8 @@ class ScheduledLR(LRScheduler):
         m = read() if callable(read) else None
         if m is None:
             m = self.multiplier.multiplier
+        if type(m) is float and math.isfinite(m) and m >= 0:  # e.g. a River on the CPU
+            return m, m
         name = f"the multiplier at step t={t}"
         if not isinstance(m, Tensor):
             m = check_real(name, m, low=0)

@@ -144,7 +144,9 @@ class _Constants:
 
     def export(self, value: Any) -> torch.Tensor:
         """A value of the state as a new 0-d tensor (never aliasing the state)."""
-        return torch.tensor(float(value), dtype=self.dtype) if self.host else value.clone()
+        if self.host:  # (scalar_tensor: a third of torch.tensor's cost)
+            return torch.scalar_tensor(float(value), dtype=self.dtype)
+        return value.clone()
 
     def multiplier(self, u: Any, r: Any) -> Any:
         r""":math:`\rho = \operatorname{clip}(r / (u + \epsilon r))`, or :math:`r / (u + \epsilon)`.
