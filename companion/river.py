@@ -11,10 +11,10 @@ from __future__ import annotations
 import copy
 import functools
 import math
+import struct
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import torch
 
 from companion import _river_dist
@@ -101,18 +101,32 @@ def _host_lerp(a: Any, b: Any, w: Any) -> Any:
     return a + w * (b - a) if w < 0.5 else b - (b - a) * (1 - w)
 
 
-# State dtypes that River keeps as numpy scalars when its state is on the CPU: their
-# arithmetic is the dtype's own (IEEE), as a 0-d tensor's, without a torch operation each.
-_HOST_SCALARS = {torch.float32: np.float32, torch.float64: np.float64}
+def _identity(x: Any) -> Any:
+    return x
+
+
+_FLOAT32 = struct.Struct("f")
+
+
+def _round32(x: float) -> float:
+    """The float32 nearest to ``x`` (a float in float32's range), as a Python float."""
+    return _FLOAT32.unpack(_FLOAT32.pack(x))[0]
+
+
+# State dtypes that River keeps as Python floats when its state is on the CPU, and how a
+# float is rounded to the dtype: each update is computed in float64 and stored rounded,
+# so the state (and a state dict) holds values of the dtype, without a torch operation.
+_HOST_SCALARS = {torch.float32: _round32, torch.float64: float}
 
 
 class _Constants:
     """A River's hyperparameters as scalars of its state, and the operations on them.
 
-    The state is numpy scalars of its dtype on the CPU (branches on values cost nothing
-    there) and 0-d tensors on an accelerator (no value is read back: ``where`` instead of
-    branches); the one update of :class:`River` runs on either. Tensor constants are built
-    once: an operation with a Python number wraps it into a tensor on every call.
+    The state is Python floats (rounded to its dtype by ``fit``) on the CPU, where
+    branches on values cost nothing, and 0-d tensors on an accelerator (no value is read
+    back: ``where`` instead of branches); the one update of :class:`River` runs on either.
+    Tensor constants are built once: an operation with a Python number wraps it into a
+    tensor on every call.
     """
 
     def __init__(self, cfg: Mapping[str, Any], dtype: torch.dtype, device: torch.device):
@@ -121,9 +135,11 @@ class _Constants:
         if self.host:
             scalar: Any = _HOST_SCALARS[dtype]
             self.where, self.clamp, self.lerp = _host_where, _host_clamp, _host_lerp
+            self.fit = scalar
         else:
             scalar = functools.partial(torch.tensor, dtype=dtype, device=device)
             self.where, self.clamp, self.lerp = torch.where, torch.clamp, torch.lerp
+            self.fit = _identity  # tensor operations round to the dtype already
         lo, hi = cfg["clip"]
         self.neutral_value = min(max(1.0, lo), hi)
         self.rate_v, self.rate_r = scalar(1.0 - cfg["beta_v"]), scalar(1.0 - cfg["beta_r"])
@@ -161,7 +177,7 @@ class _Constants:
             den = u + self.eps
             defined = r > self.zero
         q = r / self.where(defined, den, self.one)
-        return self.where(defined, self.clamp(q, self.lo, self.hi), self.neutral)
+        return self.fit(self.where(defined, self.clamp(q, self.lo, self.hi), self.neutral))
 
 
 class River:
@@ -411,10 +427,10 @@ class River:
         if accept is not None:
             valid = valid & (bool(accept) if k.host else accept)
         wv, wr = self._wv, self._wr
-        self._v = v = k.lerp(self._v, k.where(valid, var, self._v), wv)
-        self._r = r = k.lerp(self._r, v, k.where(valid, wr, k.zero))
+        self._v = v = k.fit(k.lerp(self._v, k.where(valid, var, self._v), wv))
+        self._r = r = k.fit(k.lerp(self._r, v, k.where(valid, wr, k.zero)))
         if k.debiased:  # Adam's correction: 1 / (1 + beta / w) per batch
-            following = (wv / (wv + k.beta_v), wr / (wr + k.beta_r))
+            following = (k.fit(wv / (wv + k.beta_v)), k.fit(wr / (wr + k.beta_r)))
         else:
             following = (k.rate_v, k.rate_r)
         self._wv, self._wr = k.where(valid, following[0], wv), k.where(valid, following[1], wr)

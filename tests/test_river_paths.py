@@ -1,6 +1,6 @@
-"""River's two representations of its state: numpy scalars (CPU) and 0-d tensors (devices).
+"""River's two representations of its state: Python floats (CPU) and 0-d tensors (devices).
 
-On the CPU River keeps float32/float64 state as numpy scalars; on an accelerator (and for
+On the CPU River keeps float32/float64 state as Python floats rounded to the dtype; on an accelerator (and for
 other dtypes) as 0-d tensors, updated with no host branch on data. The ``tensor_path``
 fixture forces the second one on the CPU, so the update that an accelerator runs is
 tested here without one, against the float64 reference of ``tests/test_river.py``.
@@ -63,7 +63,7 @@ def test_tensor_path_matches_reference(tensor_path, init, use_current_batch, eps
 @pytest.mark.parametrize("use_current_batch", [False, True])
 @pytest.mark.parametrize("init", INITS)
 def test_float32_paths_agree(monkeypatch, init, use_current_batch):
-    """numpy float32 scalars and 0-d float32 tensors: the same values to the last bits."""
+    """float64 arithmetic rounded to float32, and float32 tensors: the same to the last bits."""
     kw = dict(init=init, use_current_batch=use_current_batch, beta_v=0.9, beta_r=0.99)
     batches = poisoned(random_batches(300, n=16, seed=32, dtype=torch.float32))
     host = River(**kw)
