@@ -9,25 +9,17 @@ statistics over the ranks of ``torch.distributed`` lives in :mod:`companion._riv
 from __future__ import annotations
 
 import copy
-import functools
 import math
-import struct
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 
-from companion import _river_dist
+from companion import _river_dist, _river_state
 from companion._validation import check_choice, check_flag, check_pair, check_real
 
 __all__ = ["River"]
 
-# How the averages start: (the first weights of u and r, whether they are bias-corrected).
-# The weight of an accepted batch in u (in r) is w_u (w_r); "first" gives the first batch
-# weight 1 (u_0 = V_0, r_0 = u_0), "zero" starts from u = r = 0 at the constant weights
-# 1 - beta, and "zero-debiased" follows Adam's correction, which is the same as giving the
-# t-th accepted batch the weight (1 - beta) / (1 - beta^(t + 1)) on the corrected averages.
-_INITS = {"first": ("one", False), "zero": ("rates", False), "zero-debiased": ("one", True)}
 _EPS_MODES = ("relative", "absolute")
 _STATE_KEYS = ("v", "r", "step", "multiplier", "weights")
 _CONFIG_KEYS = ("beta_v", "beta_r", "eps", "eps_mode", "clip", "init", "use_current_batch",
@@ -44,7 +36,7 @@ def _check_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     if lo > hi:
         raise ValueError(f"clip must be a pair with 0 < clip[0] <= clip[1], got {(lo, hi)!r}")
     out["clip"] = (lo, hi)
-    out["init"] = check_choice("init", cfg["init"], tuple(_INITS))
+    out["init"] = check_choice("init", cfg["init"], tuple(_river_state.INITS))
     out["use_current_batch"] = check_flag("use_current_batch", cfg["use_current_batch"])
     dtype = out["dtype"] = cfg["dtype"]
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
@@ -88,98 +80,6 @@ def _batch_variance(losses: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.var_mean(x - x[0], correction=0)[0]
 
 
-def _host_where(cond: Any, a: Any, b: Any) -> Any:
-    return a if cond else b
-
-
-def _host_clamp(x: Any, lo: Any, hi: Any) -> Any:
-    return min(max(x, lo), hi)
-
-
-def _host_lerp(a: Any, b: Any, w: Any) -> Any:
-    """``torch.lerp``'s formula on scalars: exact at ``w = 1``."""
-    return a + w * (b - a) if w < 0.5 else b - (b - a) * (1 - w)
-
-
-def _identity(x: Any) -> Any:
-    return x
-
-
-_FLOAT32 = struct.Struct("f")
-
-
-def _round32(x: float) -> float:
-    """The float32 nearest to ``x`` (a float in float32's range), as a Python float."""
-    return _FLOAT32.unpack(_FLOAT32.pack(x))[0]
-
-
-# State dtypes that River keeps as Python floats when its state is on the CPU, and how a
-# float is rounded to the dtype: each update is computed in float64 and stored rounded,
-# so the state (and a state dict) holds values of the dtype, without a torch operation.
-_HOST_SCALARS = {torch.float32: _round32, torch.float64: float}
-
-
-class _Constants:
-    """A River's hyperparameters as scalars of its state, and the operations on them.
-
-    The state is Python floats (rounded to its dtype by ``fit``) on the CPU, where
-    branches on values cost nothing, and 0-d tensors on an accelerator (no value is read
-    back: ``where`` instead of branches); the one update of :class:`River` runs on either.
-    Tensor constants are built once: an operation with a Python number wraps it into a
-    tensor on every call.
-    """
-
-    def __init__(self, cfg: Mapping[str, Any], dtype: torch.dtype, device: torch.device):
-        self.dtype, self.device = dtype, device
-        self.host = device.type == "cpu" and dtype in _HOST_SCALARS
-        if self.host:
-            scalar: Any = _HOST_SCALARS[dtype]
-            self.where, self.clamp, self.lerp = _host_where, _host_clamp, _host_lerp
-            self.fit = scalar
-        else:
-            scalar = functools.partial(torch.tensor, dtype=dtype, device=device)
-            self.where, self.clamp, self.lerp = torch.where, torch.clamp, torch.lerp
-            self.fit = _identity  # tensor operations round to the dtype already
-        lo, hi = cfg["clip"]
-        self.neutral_value = min(max(1.0, lo), hi)
-        self.rate_v, self.rate_r = scalar(1.0 - cfg["beta_v"]), scalar(1.0 - cfg["beta_r"])
-        self.beta_v, self.beta_r = scalar(cfg["beta_v"]), scalar(cfg["beta_r"])
-        start, self.debiased = _INITS[cfg["init"]]
-        self.start = (self.rate_v, self.rate_r) if start == "rates" else (scalar(1.0),) * 2
-        self.relative = cfg["eps_mode"] == "relative"
-        self.eps, self.inf, self.zero = scalar(cfg["eps"]), scalar(math.inf), scalar(0.0)
-        self.one, self.lo, self.hi = scalar(1.0), scalar(lo), scalar(hi)
-        self.neutral = scalar(self.neutral_value)
-        self.scalar = scalar if self.host else None  # read by load, on the host only
-
-    def load(self, value: torch.Tensor) -> Any:
-        """A 0-d tensor as a value of the state (dtype, device and kind)."""
-        if self.host:
-            return self.scalar(value.item())  # on the CPU: reading is free
-        return value.to(device=self.device, dtype=self.dtype)
-
-    def export(self, value: Any) -> torch.Tensor:
-        """A value of the state as a new 0-d tensor (never aliasing the state)."""
-        if self.host:  # (scalar_tensor: a third of torch.tensor's cost)
-            return torch.scalar_tensor(float(value), dtype=self.dtype)
-        return value.clone()
-
-    def multiplier(self, u: Any, r: Any) -> Any:
-        r""":math:`\rho = \operatorname{clip}(r / (u + \epsilon r))`, or :math:`r / (u + \epsilon)`.
-
-        Neutral where the quotient is undefined: where :math:`u + \epsilon r = 0` (that is,
-        :math:`u = r = 0`) in relative mode, where :math:`r = 0` in absolute mode.
-        """
-        if self.relative:
-            den = u + self.eps * r
-            defined = den > self.zero
-        else:
-            den = u + self.eps
-            defined = r > self.zero
-        q = r / self.where(defined, den, self.one)
-        return self.fit(self.where(defined, self.clamp(q, self.lo, self.hi), self.neutral))
-
-
 class River:
     r"""Learning-rate multiplier from the trend of the per-example loss variance (6.5).
 
@@ -199,7 +99,7 @@ class River:
     examples or a non-finite loss is skipped (nothing changes); until a batch is accepted
     the multiplier is 1 (clipped). Under ``torch.distributed`` the batch is the union of
     the ranks' shards, so every rank holds the same multiplier. The state lives on the
-    losses' device and no value is read back to the host.
+    losses' device; on an accelerator no value is read back to the host.
 
     Parameters
     ----------
@@ -268,12 +168,12 @@ class River:
         """No state: before the first batch."""
         # u_t, r_t (corrected for "zero-debiased"), the weights (w_u, w_r) of the next
         # batch, rho of the state and the rho to apply: values of the state's kind (see
-        # _Constants), replaced at each update. The accepted count: an int on the host; on
+        # _river_state.StateOps), replaced at each update. The accepted count: an int on the host; on
         # a device a 0-d int64 tensor and the verdicts (bool) not yet added to it.
         self._v = self._r = self._wv = self._wr = self._next = None
         self._step: Any = None
         self._pending: list[torch.Tensor] = []
-        self._k: _Constants | None = None
+        self._k: _river_state.StateOps | None = None
         self._device: torch.device | None = None
         self._observed = 0  # calls of observe (host-side count)
         lo, hi = self._cfg["clip"]
@@ -401,10 +301,12 @@ class River:
 
     def _init_state(self, loss_dtype: torch.dtype, device: torch.device) -> None:
         dtype = self._cfg["dtype"] or torch.promote_types(loss_dtype, torch.float32)
-        k = _Constants(self._cfg, dtype, device)
+        k = _river_state.StateOps(self._cfg, dtype, device)
         self._adopt(k, k.zero, k.zero, 0, k.start, k.multiplier(k.zero, k.zero))
 
-    def _adopt(self, k: _Constants, v: Any, r: Any, step: Any, weights: Any, applied: Any) -> None:
+    def _adopt(
+        self, k: _river_state.StateOps, v: Any, r: Any, step: Any, weights: Any, applied: Any
+    ) -> None:
         """Take a state (values of ``k``'s kind; ``step`` an int or a 0-d int64 tensor)."""
         self._k, self._device = k, k.device
         self._v, self._r, (self._wv, self._wr) = v, r, weights
@@ -489,7 +391,7 @@ class River:
         self._cfg = config
         self._clear()
         if state is not None:
-            k = _Constants(config, state["v"].dtype, state["v"].device)
+            k = _river_state.StateOps(config, state["v"].dtype, state["v"].device)
             weights = tuple(k.load(w) for w in state["weights"].unbind())
             step = state["step"].item() if k.host else state["step"]
             v, r, applied = (k.load(state[key]) for key in ("v", "r", "multiplier"))

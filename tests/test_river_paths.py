@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-import companion.river as river_module
+import companion._river_state as river_module
 from companion.lr_scheduler import ScheduledLR
 from companion.river import River
 
@@ -27,7 +27,7 @@ from test_river import INITS, random_batches, reference, run  # noqa: E402
 @pytest.fixture
 def tensor_path(monkeypatch):
     """Rivers created (or loaded) inside keep their state as 0-d tensors, even on the CPU."""
-    monkeypatch.setattr(river_module, "_HOST_SCALARS", {})
+    monkeypatch.setattr(river_module, "HOST_SCALARS", {})
 
 
 def poisoned(batches):
@@ -69,7 +69,7 @@ def test_float32_paths_agree(monkeypatch, init, use_current_batch):
     host = River(**kw)
     m_host = run(host, batches)
     assert not state_is_tensors(host)
-    monkeypatch.setattr(river_module, "_HOST_SCALARS", {})
+    monkeypatch.setattr(river_module, "HOST_SCALARS", {})
     device = River(**kw)
     m_device = run(device, batches)
     assert state_is_tensors(device)
@@ -111,7 +111,7 @@ def test_state_dict_moves_between_the_representations(monkeypatch, init):
     host = River(**kw)
     run(host, batches[:20])
     saved = host.state_dict()
-    monkeypatch.setattr(river_module, "_HOST_SCALARS", {})
+    monkeypatch.setattr(river_module, "HOST_SCALARS", {})
     device = River()
     device.load_state_dict(saved)
     assert state_is_tensors(device)
@@ -136,7 +136,7 @@ def test_bfloat16_state_uses_tensors_on_the_cpu():
 @pytest.mark.parametrize("tensors", [False, True])
 def test_multiplier_float_is_the_multiplier_on_the_cpu(monkeypatch, tensors):
     if tensors:
-        monkeypatch.setattr(river_module, "_HOST_SCALARS", {})
+        monkeypatch.setattr(river_module, "HOST_SCALARS", {})
     river = River(clip=(2.0, 5.0))
     assert river.multiplier_float() == 2.0  # before any batch: the clipped neutral value
     river.observe(torch.rand(8))
@@ -202,5 +202,5 @@ def test_scheduled_lr_gives_the_same_rates_on_both_representations(monkeypatch):
         return out
 
     host = lrs()
-    monkeypatch.setattr(river_module, "_HOST_SCALARS", {})
+    monkeypatch.setattr(river_module, "HOST_SCALARS", {})
     np.testing.assert_allclose(lrs(), host, rtol=4e-7)
