@@ -73,10 +73,14 @@ def _batch_variance(losses: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     The variance of :math:`d_i = \ell_i - \ell_0`: shifting by one of the batch's own
     losses keeps it accurate however large the losses are against their spread (an
     untrained classifier's, all about :math:`\log 10`); :func:`torch.var_mean` then runs
-    Welford's recurrence (with float64 accumulators for float32 on the CPU) in one kernel.
+    in one kernel. float32 on the CPU needs no shift: that kernel accumulates it in
+    float64, whose error is far below an ulp of float32 even for losses one float32 ulp
+    apart (and two operations fewer per batch).
     """
     x = losses.detach() if losses.requires_grad else losses
     x = x if x.dtype == dtype else x.to(dtype)
+    if dtype == torch.float32 and x.device.type == "cpu":
+        return torch.var_mean(x, correction=0)[0]
     return torch.var_mean(x - x[0], correction=0)[0]
 
 
