@@ -47,8 +47,11 @@ _FLOAT32 = struct.Struct("f")
 
 
 def _round32(x: float) -> float:
-    """The float32 nearest to ``x`` (a float in float32's range), as a Python float."""
-    return _FLOAT32.unpack(_FLOAT32.pack(x))[0]
+    """``x`` rounded to float32 (infinite beyond its range, as ``.to(torch.float32)``)."""
+    try:
+        return _FLOAT32.unpack(_FLOAT32.pack(x))[0]
+    except OverflowError:  # e.g. a float64 variance reduced over ranks
+        return math.copysign(math.inf, x)
 
 
 # State dtypes that River keeps as Python floats when its state is on the CPU, and how a

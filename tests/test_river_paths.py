@@ -204,3 +204,18 @@ def test_scheduled_lr_gives_the_same_rates_on_both_representations(monkeypatch):
     host = lrs()
     monkeypatch.setattr(river_module, "HOST_SCALARS", {})
     np.testing.assert_allclose(lrs(), host, rtol=4e-7)
+
+
+def test_float64_values_beyond_float32_load_as_infinite():
+    """A float64 variance (as reduced over ranks) too large for a float32 state: skipped."""
+    from companion._river_state import HOST_SCALARS
+
+    fit = HOST_SCALARS[torch.float32]
+    assert fit(2.5e59) == math.inf and fit(-1e300) == -math.inf
+    assert fit(0.1) == float(torch.tensor(0.1, dtype=torch.float32))
+    river = River(use_current_batch=True)
+    river.observe(torch.tensor([1.0, 2.0]))
+    before = river.state_dict()["state"]
+    river._update(river._k.load(torch.tensor(2.5e59, dtype=torch.float64)), None)
+    after = river.state_dict()["state"]
+    assert all(torch.equal(before[k], after[k]) for k in ("v", "r", "step", "weights"))
