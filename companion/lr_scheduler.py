@@ -81,7 +81,9 @@ class ScheduledLR(LRScheduler):
     multiplier : object, optional
         Anything with a ``multiplier`` attribute giving a float or a 0-d tensor, and
         optionally ``state_dict()`` / ``load_state_dict()`` (e.g. a
-        :class:`companion.river.River`).
+        :class:`companion.river.River`). Where it also has ``multiplier_float()``, that
+        is called first: a float (the value, where reading it is free) is used instead of
+        ``multiplier``, ``None`` falls back to it.
 
     Warns
     -----
@@ -218,7 +220,12 @@ class ScheduledLR(LRScheduler):
         """
         if self.multiplier is None:
             return None, None
-        m = self.multiplier.multiplier
+        read = getattr(self.multiplier, "multiplier_float", None)
+        m = read() if callable(read) else None
+        if m is None:
+            m = self.multiplier.multiplier
+        if type(m) is float and math.isfinite(m) and m >= 0:  # e.g. a River on the CPU
+            return m, m
         name = f"the multiplier at step t={t}"
         if not isinstance(m, Tensor):
             m = check_real(name, m, low=0)

@@ -15,17 +15,11 @@ from typing import Any
 
 import torch
 
-from companion import _river_dist
+from companion import _river_dist, _river_state
 from companion._validation import check_choice, check_flag, check_pair, check_real
 
 __all__ = ["River"]
 
-# How the averages start: (the first weights of u and r, whether they are bias-corrected).
-# The weight of an accepted batch in u (in r) is w_u (w_r); "first" gives the first batch
-# weight 1 (u_0 = V_0, r_0 = u_0), "zero" starts from u = r = 0 at the constant weights
-# 1 - beta, and "zero-debiased" follows Adam's correction, which is the same as giving the
-# t-th accepted batch the weight (1 - beta) / (1 - beta^(t + 1)) on the corrected averages.
-_INITS = {"first": ("one", False), "zero": ("rates", False), "zero-debiased": ("one", True)}
 _EPS_MODES = ("relative", "absolute")
 _STATE_KEYS = ("v", "r", "step", "multiplier", "weights")
 _CONFIG_KEYS = ("beta_v", "beta_r", "eps", "eps_mode", "clip", "init", "use_current_batch",
@@ -42,7 +36,7 @@ def _check_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     if lo > hi:
         raise ValueError(f"clip must be a pair with 0 < clip[0] <= clip[1], got {(lo, hi)!r}")
     out["clip"] = (lo, hi)
-    out["init"] = check_choice("init", cfg["init"], tuple(_INITS))
+    out["init"] = check_choice("init", cfg["init"], tuple(_river_state.INITS))
     out["use_current_batch"] = check_flag("use_current_batch", cfg["use_current_batch"])
     dtype = out["dtype"] = cfg["dtype"]
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
@@ -79,47 +73,15 @@ def _batch_variance(losses: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     The variance of :math:`d_i = \ell_i - \ell_0`: shifting by one of the batch's own
     losses keeps it accurate however large the losses are against their spread (an
     untrained classifier's, all about :math:`\log 10`); :func:`torch.var_mean` then runs
-    Welford's recurrence (with float64 accumulators for float32 on the CPU) in one kernel.
+    in one kernel. float32 on the CPU needs no shift: that kernel accumulates it in
+    float64, whose error is far below an ulp of float32 even for losses one float32 ulp
+    apart (and two operations fewer per batch).
     """
     x = losses.detach() if losses.requires_grad else losses
     x = x if x.dtype == dtype else x.to(dtype)
+    if dtype == torch.float32 and x.device.type == "cpu":
+        return torch.var_mean(x, correction=0)[0]
     return torch.var_mean(x - x[0], correction=0)[0]
-
-
-class _Constants:
-    """A River's hyperparameters as tensors on its state's device and dtype.
-
-    Built when the state is created or loaded: an operation with a Python number wraps the
-    number into a tensor on every call, which costs as much again as the operation.
-    """
-
-    def __init__(self, cfg: Mapping[str, Any], dtype: torch.dtype, device: torch.device):
-        def tensor(value: Any) -> torch.Tensor:
-            return torch.tensor(value, dtype=dtype, device=device)
-
-        lo, hi = cfg["clip"]
-        self.neutral_value = min(max(1.0, lo), hi)
-        self.rates = tensor([1.0 - cfg["beta_v"], 1.0 - cfg["beta_r"]])
-        self.betas = tensor([cfg["beta_v"], cfg["beta_r"]])
-        start, self.debiased = _INITS[cfg["init"]]
-        self.start = self.rates if start == "rates" else torch.ones_like(self.rates)
-        self.relative = cfg["eps_mode"] == "relative"
-        self.eps = cfg["eps"] if self.relative else tensor(cfg["eps"])
-        self.inf, self.zero = tensor(math.inf), tensor(0.0)
-        self.lo, self.hi, self.neutral = tensor(lo), tensor(hi), tensor(self.neutral_value)
-
-    def multiplier(self, u: torch.Tensor, r: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        r"""Write :math:`\rho = \operatorname{clip}(r / (u + \epsilon r))` into ``out``.
-
-        Neutral where :math:`r = 0`: in relative mode the quotient is 0/0, a NaN, exactly
-        where :math:`r = u = 0`, which :func:`torch.nan_to_num` turns into that value.
-        """
-        if self.relative:
-            q = torch.div(r, torch.add(u, r, alpha=self.eps))
-            q = torch.nan_to_num(q, nan=self.neutral_value)
-            return torch.clamp(q, self.lo, self.hi, out=out)
-        m = torch.clamp(torch.div(r, torch.add(u, self.eps)), self.lo, self.hi)
-        return torch.where(r > self.zero, m, self.neutral, out=out)
 
 
 class River:
@@ -141,7 +103,7 @@ class River:
     examples or a non-finite loss is skipped (nothing changes); until a batch is accepted
     the multiplier is 1 (clipped). Under ``torch.distributed`` the batch is the union of
     the ranks' shards, so every rank holds the same multiplier. The state lives on the
-    losses' device and no value is read back to the host.
+    losses' device; on an accelerator no value is read back to the host.
 
     Parameters
     ----------
@@ -208,16 +170,18 @@ class River:
 
     def _clear(self) -> None:
         """No state: before the first batch."""
-        # 0-d tensors on the losses' device, updated in place: u_t, r_t (corrected for
-        # "zero-debiased"), the accepted count, rho of the state and the rho to apply.
-        self._v = self._r = self._step = self._next = None
-        self._weights: torch.Tensor | None = None  # (w_u, w_r) of the next batch, in place
-        self._pending: list[torch.Tensor] = []  # verdicts not yet in the accepted count
-        self._k: _Constants | None = None
+        # u_t, r_t (corrected for "zero-debiased"), the weights (w_u, w_r) of the next
+        # batch, rho of the state and the rho to apply: values of the state's kind (see
+        # _river_state.StateOps), replaced at each update. The accepted count: an int on the host; on
+        # a device a 0-d int64 tensor and the verdicts (bool) not yet added to it.
+        self._v = self._r = self._wv = self._wr = self._next = None
+        self._step: Any = None
+        self._pending: list[torch.Tensor] = []
+        self._k: _river_state.StateOps | None = None
         self._device: torch.device | None = None
         self._observed = 0  # calls of observe (host-side count)
         lo, hi = self._cfg["clip"]
-        self._multiplier = torch.tensor(min(max(1.0, lo), hi), dtype=torch.float32)
+        self._multiplier: Any = torch.tensor(min(max(1.0, lo), hi), dtype=torch.float32)
 
     # ------------------------------------------------------------------ configuration
     # Read-only: the hyperparameters change only through load_state_dict.
@@ -248,36 +212,48 @@ class River:
         return f"River({args}, process_group={shown})"
 
     # ------------------------------------------------------------------ read-only values
-    # Copies: a caller's in-place edit never reaches the state (one clone, no host sync).
+    # New tensors: a caller's in-place edit never reaches the state (no host sync).
     @property
     def multiplier(self) -> torch.Tensor:
         r"""The multiplier :math:`\rho` to apply now, a 0-d tensor (a copy)."""
-        return self._multiplier.clone()
+        k = self._k
+        return self._multiplier.clone() if k is None else k.export(self._multiplier)
+
+    def multiplier_float(self) -> float | None:
+        r""":attr:`multiplier` as a Python float where reading it is free (state on the CPU).
+
+        ``None`` where the state lives on an accelerator: reading would wait for it.
+        """
+        k = self._k
+        return float(self._multiplier) if k is None or k.device.type == "cpu" else None
 
     @property
     def variance(self) -> torch.Tensor | None:
         r""":math:`u_t` (:math:`\hat u_t` for ``"zero-debiased"``); a copy, None before data."""
-        return None if self._v is None else self._v.clone()
+        return None if self._k is None else self._k.export(self._v)
 
     @property
     def target(self) -> torch.Tensor | None:
         r""":math:`r_t` (:math:`\hat r_t` for ``"zero-debiased"``); a copy, None before data."""
-        return None if self._r is None else self._r.clone()
+        return None if self._k is None else self._k.export(self._r)
 
     @property
     def num_accepted(self) -> torch.Tensor | None:
         """Number of batches that entered the averages (0-d int64 tensor, a copy)."""
-        return None if self._step is None else self._accepted().clone()
+        if self._k is None:
+            return None
+        n = self._accepted()
+        return n.clone() if isinstance(n, torch.Tensor) else torch.tensor(n)
 
     @property
     def num_skipped(self) -> torch.Tensor | int:
         """Number of batches skipped (fewer than 2 examples or a non-finite loss)."""
-        return 0 if self._step is None else self._observed - self._accepted()
+        return 0 if self._k is None else self._observed - self._accepted()
 
-    def _accepted(self) -> torch.Tensor:
-        """The accepted count; the verdicts (bool) are added up when read or every 256."""
+    def _accepted(self) -> torch.Tensor | int:
+        """The accepted count; on a device the verdicts are added up when read or every 256."""
         if self._pending:
-            self._step.add_(torch.stack(self._pending).sum())
+            self._step = self._step + torch.stack(self._pending).sum()
             self._pending = []
         return self._step
 
@@ -310,66 +286,73 @@ class River:
         losses = per_example_losses
         group = _river_dist.active_group(self._process_group)
         problem = _losses_problem(losses, self._device, allow_empty=group is not None)
+        accept = None
         if group is not None:
             var, accept, self._verified = _river_dist.reduced_variance(
                 losses, problem, group, self._verified
             )
         elif problem is not None:
             raise problem
-        if self._v is None:
+        if self._k is None:
             self._init_state(losses.dtype, losses.device)
         self._observed += 1
         if group is None:
             if losses.shape[0] < 2:  # host metadata: skipped without a synchronisation
-                if self._multiplier is not self._next:
-                    self._multiplier.copy_(self._next)
-                return self._next.clone()
-            return self._update(_batch_variance(losses, self._v.dtype), None)
-        return self._update(var.to(device=self._device, dtype=self._v.dtype), accept)
+                self._multiplier = self._next
+                return self._k.export(self._next)
+            var = _batch_variance(losses, self._k.dtype)
+        return self._update(self._k.load(var), accept)
 
     def _init_state(self, loss_dtype: torch.dtype, device: torch.device) -> None:
         dtype = self._cfg["dtype"] or torch.promote_types(loss_dtype, torch.float32)
-        self._k = k = _Constants(self._cfg, dtype, device)
-        self._v, self._r = k.zero.clone(), k.zero.clone()
-        self._step = torch.zeros((), dtype=torch.int64, device=device)
-        self._set_weights(k.start.clone())
-        self._set_multipliers(k.multiplier(self._v, self._r, out=k.zero.clone()))
-        self._device = self._v.device
+        k = _river_state.StateOps(self._cfg, dtype, device)
+        self._adopt(k, k.zero, k.zero, 0, k.start, k.multiplier(k.zero, k.zero))
 
-    def _set_multipliers(self, applied: torch.Tensor) -> None:
-        """The multiplier to apply; that of the current state is computed from u and r."""
-        if self._cfg["use_current_batch"]:
-            self._next = self._multiplier = applied
-        else:
-            self._multiplier = applied
-            self._next = self._k.multiplier(self._v, self._r, out=torch.empty_like(applied))
+    def _adopt(
+        self, k: _river_state.StateOps, v: Any, r: Any, step: Any, weights: Any, applied: Any
+    ) -> None:
+        """Take a state (values of ``k``'s kind; ``step`` an int or a 0-d int64 tensor)."""
+        self._k, self._device = k, k.device
+        self._v, self._r, (self._wv, self._wr) = v, r, weights
+        if not k.host and not isinstance(step, torch.Tensor):
+            step = torch.tensor(step, dtype=torch.int64, device=k.device)
+        self._step = step
+        self._multiplier = applied
+        # The multiplier of the current state: applied next in "past" mode.
+        self._next = applied if self._cfg["use_current_batch"] else k.multiplier(v, r)
 
-    def _set_weights(self, weights: torch.Tensor) -> None:
-        self._weights, (self._wv, self._wr) = weights, weights.unbind()  # views, in place
-
-    def _update(self, var: torch.Tensor, accept: torch.Tensor | None) -> torch.Tensor:
-        """Average in a batch of variance ``var`` (0-d, the state's dtype and device).
+    def _update(self, var: Any, accept: torch.Tensor | None) -> torch.Tensor:
+        """Average in a batch of variance ``var`` (a value of the state's kind).
 
         The batch is kept where ``accept`` (default true) holds and ``var`` is finite;
         otherwise it enters as ``V = u`` with the weight 0 in ``r``, so every value stays
-        exactly as it was, chosen on the device: no host branch on data.
+        exactly as it was. On a device this is chosen there: no host branch on data.
         """
         k = self._k
         valid = var < k.inf  # var >= 0: false exactly for NaN and +inf
         if accept is not None:
-            valid = valid & accept
-        v, r, w = self._v, self._r, self._weights
-        v.lerp_(torch.where(valid, var, v), self._wv)
-        r.lerp_(v, torch.where(valid, self._wr, k.zero))
-        following = torch.div(w, w + k.betas) if k.debiased else k.rates
-        torch.where(valid, following, w, out=w)
-        self._pending.append(valid)  # counted later (see _accepted)
-        if len(self._pending) >= 256:
-            self._accepted()
-        if self._multiplier is not self._next:  # rho_{t-1} is applied, rho_t kept for later
-            self._multiplier, self._next = self._next, self._multiplier  # (never handed out)
-        k.multiplier(v, r, out=self._next)
-        return self._multiplier.clone()
+            valid = valid & (bool(accept) if k.host else accept)
+        wv, wr = self._wv, self._wr
+        self._v = v = k.fit(k.lerp(self._v, k.where(valid, var, self._v), wv))
+        self._r = r = k.fit(k.lerp(self._r, v, k.where(valid, wr, k.zero)))
+        if k.debiased:  # Adam's correction: 1 / (1 + beta / w) per batch
+            following = (k.fit(wv / (wv + k.beta_v)), k.fit(wr / (wr + k.beta_r)))
+        else:
+            following = (k.rate_v, k.rate_r)
+        self._wv, self._wr = k.where(valid, following[0], wv), k.where(valid, following[1], wr)
+        if k.host:
+            self._step += bool(valid)
+        else:
+            self._pending.append(valid)  # counted later (see _accepted)
+            if len(self._pending) >= 256:
+                self._accepted()
+        m = k.multiplier(v, r)  # rho_t
+        if self._cfg["use_current_batch"]:
+            self._next = m
+        else:  # rho_{t-1} is applied, rho_t kept for the next batch
+            self._next, m = m, self._next
+        self._multiplier = m
+        return k.export(m)
 
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self) -> dict[str, Any]:
@@ -378,10 +361,17 @@ class River:
         Restored by :meth:`load_state_dict`, a River continues bit for bit.
         """
         state = None
-        if self._v is not None:
-            tensors = (self._v, self._r, self._accepted(), self._multiplier, self._weights)
-            state = {k: t.detach().clone() for k, t in zip(_STATE_KEYS, tensors, strict=True)}
-            state["observed"] = self._observed
+        k = self._k
+        if k is not None:
+            step = self._accepted()
+            state = {
+                "v": k.export(self._v),
+                "r": k.export(self._r),
+                "step": step.clone() if isinstance(step, torch.Tensor) else torch.tensor(step),
+                "multiplier": k.export(self._multiplier),
+                "weights": torch.stack([k.export(self._wv), k.export(self._wr)]),
+                "observed": self._observed,
+            }
         return {**self._cfg, "state": state}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
@@ -405,13 +395,12 @@ class River:
         self._cfg = config
         self._clear()
         if state is not None:
-            dtype, device = state["v"].dtype, state["v"].device
-            self._k = _Constants(config, dtype, device)
-            self._v, self._r, self._step = state["v"], state["r"], state["step"]
-            self._set_weights(state["weights"])
-            self._set_multipliers(state["multiplier"])
+            k = _river_state.StateOps(config, state["v"].dtype, state["v"].device)
+            weights = tuple(k.load(w) for w in state["weights"].unbind())
+            step = state["step"].item() if k.host else state["step"]
+            v, r, applied = (k.load(state[key]) for key in ("v", "r", "multiplier"))
+            self._adopt(k, v, r, step, weights, applied)
             self._observed = raw["observed"]
-            self._device = device
 
     def _checked_state(self, raw: Any, config: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         """The state entries of a state dict, validated and moved to this River's device."""

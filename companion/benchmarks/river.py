@@ -6,7 +6,8 @@ driving a cosine schedule, in three runs side by side:
 
 * ``plain``: the schedule alone;
 * ``const m``: the schedule times a fixed 0-d tensor (what :class:`ScheduledLR` costs to
-  read a tensor multiplier, River or not);
+  read a tensor multiplier; a River whose state is on the CPU is read as a float, through
+  ``River.multiplier_float``);
 * ``River``: the schedule times a :class:`companion.river.River` fed with the
   per-example losses (the loop of DESIGN.md).
 

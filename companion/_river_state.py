@@ -1,0 +1,120 @@
+r"""How :class:`companion.river.River` keeps and updates its state (section 6.5).
+
+On the CPU the state is Python floats rounded to its dtype: reading a value is free there,
+so the batch variance is read once and the update is plain float arithmetic, with no
+torch operation (each costs microseconds of dispatch, more right after an optimizer
+step). On an accelerator it is 0-d tensors, and no value is read back to the host: a
+skipped batch is chosen with ``where``, not with a branch. River's one update is written
+once on the operations of :class:`StateOps`, which both kinds provide.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import struct
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+# How the averages start: (the first weights of u and r, whether they are bias-corrected).
+# The weight of an accepted batch in u (in r) is w_u (w_r); "first" gives the first batch
+# weight 1 (u_0 = V_0, r_0 = u_0), "zero" starts from u = r = 0 at the constant weights
+# 1 - beta, and "zero-debiased" follows Adam's correction, which is the same as giving the
+# t-th accepted batch the weight (1 - beta) / (1 - beta^(t + 1)) on the corrected averages.
+INITS = {"first": ("one", False), "zero": ("rates", False), "zero-debiased": ("one", True)}
+
+
+def _host_where(cond: Any, a: Any, b: Any) -> Any:
+    return a if cond else b
+
+
+def _host_clamp(x: Any, lo: Any, hi: Any) -> Any:
+    return min(max(x, lo), hi)
+
+
+def _host_lerp(a: Any, b: Any, w: Any) -> Any:
+    """``torch.lerp``'s formula on scalars: exact at ``w = 1``."""
+    return a + w * (b - a) if w < 0.5 else b - (b - a) * (1 - w)
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+_FLOAT32 = struct.Struct("f")
+
+
+def _round32(x: float) -> float:
+    """``x`` rounded to float32 (infinite beyond its range, as ``.to(torch.float32)``)."""
+    try:
+        return _FLOAT32.unpack(_FLOAT32.pack(x))[0]
+    except OverflowError:  # e.g. a float64 variance reduced over ranks
+        return math.copysign(math.inf, x)
+
+
+# State dtypes that River keeps as Python floats when its state is on the CPU, and how a
+# float is rounded to the dtype: each update is computed in float64 and stored rounded,
+# so the state (and a state dict) holds values of the dtype, without a torch operation.
+HOST_SCALARS = {torch.float32: _round32, torch.float64: float}
+
+
+class StateOps:
+    """A River's hyperparameters as scalars of its state, and the operations on them.
+
+    The state is Python floats (rounded to its dtype by ``fit``) on the CPU, where
+    branches on values cost nothing, and 0-d tensors on an accelerator (no value is read
+    back: ``where`` instead of branches); the one update of :class:`River` runs on either.
+    Tensor constants are built once: an operation with a Python number wraps it into a
+    tensor on every call.
+    """
+
+    def __init__(self, cfg: Mapping[str, Any], dtype: torch.dtype, device: torch.device):
+        self.dtype, self.device = dtype, device
+        self.host = device.type == "cpu" and dtype in HOST_SCALARS
+        if self.host:
+            scalar: Any = HOST_SCALARS[dtype]
+            self.where, self.clamp, self.lerp = _host_where, _host_clamp, _host_lerp
+            self.fit = scalar
+        else:
+            scalar = functools.partial(torch.tensor, dtype=dtype, device=device)
+            self.where, self.clamp, self.lerp = torch.where, torch.clamp, torch.lerp
+            self.fit = _identity  # tensor operations round to the dtype already
+        lo, hi = cfg["clip"]
+        self.neutral_value = min(max(1.0, lo), hi)
+        self.rate_v, self.rate_r = scalar(1.0 - cfg["beta_v"]), scalar(1.0 - cfg["beta_r"])
+        self.beta_v, self.beta_r = scalar(cfg["beta_v"]), scalar(cfg["beta_r"])
+        start, self.debiased = INITS[cfg["init"]]
+        self.start = (self.rate_v, self.rate_r) if start == "rates" else (scalar(1.0),) * 2
+        self.relative = cfg["eps_mode"] == "relative"
+        self.eps, self.inf, self.zero = scalar(cfg["eps"]), scalar(math.inf), scalar(0.0)
+        self.one, self.lo, self.hi = scalar(1.0), scalar(lo), scalar(hi)
+        self.neutral = scalar(self.neutral_value)
+
+    def load(self, value: torch.Tensor) -> Any:
+        """A 0-d tensor as a value of the state (dtype, device and kind)."""
+        if self.host:
+            return self.fit(value.item())  # on the CPU: reading is free
+        return value.to(device=self.device, dtype=self.dtype)
+
+    def export(self, value: Any) -> torch.Tensor:
+        """A value of the state as a new 0-d tensor (never aliasing the state)."""
+        if self.host:  # (scalar_tensor: a third of torch.tensor's cost)
+            return torch.scalar_tensor(float(value), dtype=self.dtype)
+        return value.clone()
+
+    def multiplier(self, u: Any, r: Any) -> Any:
+        r""":math:`\rho = \operatorname{clip}(r / (u + \epsilon r))`, or :math:`r / (u + \epsilon)`.
+
+        Neutral where the quotient is undefined: where :math:`u + \epsilon r = 0` (that is,
+        :math:`u = r = 0`) in relative mode, where :math:`r = 0` in absolute mode.
+        """
+        if self.relative:
+            den = u + self.eps * r
+            defined = den > self.zero
+        else:
+            den = u + self.eps
+            defined = r > self.zero
+        q = r / self.where(defined, den, self.one)
+        return self.fit(self.where(defined, self.clamp(q, self.lo, self.hi), self.neutral))
