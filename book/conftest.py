@@ -6,10 +6,17 @@ runs it with nbmake's own ``NotebookItem``, so ``--nbmake-timeout``, ``-n`` (xdi
 nbmake's failure report behave as usual. The test is named after the ``.md`` file, so
 a failing assertion names the chapter. Notebooks run in a temporary folder: they must
 not read files by relative path.
+
+A chapter that the book's build has just executed is not run a second time: when
+``_build/jupyter_execute/book/<chapter>.ipynb`` holds exactly the chapter's code cells,
+has no error output, and is newer than the chapter and than every file of ``companion``,
+every assert in it has already passed in that build, and the test is skipped with that
+reason. ``COMPANION_RUN_NOTEBOOKS=1`` runs them anyway.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -27,6 +34,36 @@ def is_myst_notebook(path: Path) -> bool:
     return "kernelspec:" in front_matter
 
 
+ROOT = Path(__file__).resolve().parents[1]
+EXECUTED = ROOT / "_build" / "jupyter_execute" / "book"
+
+
+def _code(notebook) -> list[str]:
+    return [c.source.strip() for c in notebook.cells if c.cell_type == "code"]
+
+
+def executed_by_the_build(path: Path, notebook) -> Path | None:
+    """The build's executed copy of ``path`` if it proves the chapter ran cleanly, else None."""
+    import nbformat
+
+    executed = EXECUTED / f"{path.stem}.ipynb"
+    if os.environ.get("COMPANION_RUN_NOTEBOOKS") or not executed.is_file():
+        return None
+    built = executed.stat().st_mtime
+    sources = [path, *(ROOT / "companion").rglob("*.py")]
+    if any(source.stat().st_mtime > built for source in sources):
+        return None
+    ran = nbformat.read(executed, as_version=4)
+    errors = [
+        o
+        for c in ran.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
+    return executed if not errors and _code(ran) == _code(notebook) else None
+
+
 class MystNotebookFile(pytest.File):
     def collect(self):
         import jupytext
@@ -34,6 +71,9 @@ class MystNotebookFile(pytest.File):
         from nbmake.pytest_items import NotebookItem
 
         notebook = jupytext.read(self.path)
+        executed = executed_by_the_build(self.path, notebook)
+        if executed is not None:
+            pytest.skip(f"executed without error by the book's build: {executed}")
         folder = Path(tempfile.mkdtemp(prefix="nbmake-"))
         target = folder / f"{self.path.stem}.ipynb"
         nbformat.write(notebook, target)

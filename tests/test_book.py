@@ -284,3 +284,36 @@ def test_every_departure_note_is_folded_labelled_and_listed():
     html = listing.read_text()
     listed = re.findall(r'href="[^"#]*#(departure-[\w-]+)"', html)
     assert sorted(listed) == sorted(notes), "the appendix does not list exactly the notes"
+
+
+def test_a_chapter_is_skipped_only_when_the_build_ran_exactly_it_without_error(
+    tmp_path, monkeypatch
+):
+    import jupytext
+    import nbformat
+
+    conftest = _load_book_conftest()
+    chapter = BOOK / "sec61_beyond_smoothness.md"
+    notebook = jupytext.read(chapter)
+    monkeypatch.setattr(conftest, "EXECUTED", tmp_path)
+    monkeypatch.delenv("COMPANION_RUN_NOTEBOOKS", raising=False)
+    executed = tmp_path / f"{chapter.stem}.ipynb"
+    assert conftest.executed_by_the_build(chapter, notebook) is None  # no build
+    nbformat.write(notebook, executed)
+    assert conftest.executed_by_the_build(chapter, notebook) == executed
+    monkeypatch.setenv("COMPANION_RUN_NOTEBOOKS", "1")
+    assert conftest.executed_by_the_build(chapter, notebook) is None  # asked to run
+    monkeypatch.delenv("COMPANION_RUN_NOTEBOOKS")
+    changed = jupytext.read(chapter)
+    next(c for c in changed.cells if c.cell_type == "code").source += "\nassert False"
+    assert conftest.executed_by_the_build(chapter, changed) is None  # other code
+    failed = jupytext.read(chapter)
+    cell = next(c for c in failed.cells if c.cell_type == "code")
+    cell.outputs = [
+        nbformat.v4.new_output("error", ename="AssertionError", evalue="", traceback=[])
+    ]
+    nbformat.write(failed, executed)
+    assert conftest.executed_by_the_build(chapter, notebook) is None  # an error output
+    nbformat.write(notebook, executed)
+    os.utime(executed, (0, 0))  # older than the chapter and the package
+    assert conftest.executed_by_the_build(chapter, notebook) is None
