@@ -65,7 +65,7 @@ def shard(t: torch.Tensor, rank: int, world: int) -> torch.Tensor:
 
 
 def train(model, optimizer, scheduler, rivers, data, steps, rank=0, world=1, record=None):
-    """The loop of DESIGN.md on this rank's shard of every batch of ``steps``.
+    """The loop of section 6.5 on this rank's shard of every batch of ``steps``.
 
     ``rivers[0]`` (if any) drives ``scheduler``; every River observes the shard's losses.
     ``record`` collects, per step, each River's multiplier and the shard's losses.

@@ -129,7 +129,7 @@ def test_first_values_explicit():
 # --------------------------------------------------------------------------- behaviour
 @pytest.mark.parametrize("init", INITS)
 def test_constant_variance_gives_one_at_any_level(init):
-    """ERRATA 20: the multiplier follows the trend, not the level: 100 and 0.01 give m -> 1."""
+    """Section 6.5: the multiplier follows the trend, not the level: 100 and 0.01 give m -> 1."""
     gen = torch.Generator().manual_seed(3)
     noise = [torch.randn(64, generator=gen, dtype=torch.float64) for _ in range(6000)]
     runs = {}
@@ -152,7 +152,7 @@ def test_constant_variance_exact_one_with_first_and_debiased_init():
 
 
 def test_zero_init_is_a_data_independent_warmup():
-    """ERRATA 21: zero init without correction ramps m up with time constant 1/(1 - beta_r)."""
+    """Section 6.5: zero init without correction ramps m up with time constant 1/(1 - beta_r)."""
     batches = [batch_with_variance(4.0)] * 3000
     ms = np.array(run(River(init="zero", use_current_batch=True), batches))
     assert ms[0] == pytest.approx(0.1)  # clipped from about 1 - beta_r
@@ -189,7 +189,7 @@ def test_clip_is_respected_and_reached():
 
 
 def test_interpolation_drives_m_to_its_maximum():
-    """ERRATA 22: when the losses stop spreading, v -> 0 and m sits at m_max."""
+    """Section 6.5: when the losses stop spreading, v -> 0 and m sits at m_max."""
     batches = [batch_with_variance(1.0)] * 20 + [torch.full((16,), 0.5, dtype=torch.float64)] * 2000
     ms = run(River(use_current_batch=True), batches)
     assert ms[-1] == pytest.approx(10.0)
@@ -688,7 +688,7 @@ def test_repr_names_the_hyperparameters():
 
 # --------------------------------------------------------------------------- scheduler
 def test_plugs_into_scheduled_lr():
-    """lr after scheduler.step() at step t is s(t) * m, in the DESIGN.md training loop."""
+    """lr after scheduler.step() at step t is s(t) * m, in the training loop of section 6.5."""
     lr_scheduler = pytest.importorskip("companion.lr_scheduler")
 
     def schedule(t):

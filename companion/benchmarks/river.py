@@ -9,7 +9,7 @@ driving a cosine schedule, in three runs side by side:
   read a tensor multiplier; a River whose state is on the CPU is read as a float, through
   ``River.multiplier_float``);
 * ``River``: the schedule times a :class:`companion.river.River` fed with the
-  per-example losses (the loop of DESIGN.md).
+  per-example losses (the loop of section 6.5).
 
 Each step is forward, per-example loss, backward, ``optimizer.step()``, ``zero_grad()``,
 [``river.observe``], ``scheduler.step()``. The River runs with ``clip=(1, 1)``: all its
