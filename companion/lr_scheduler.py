@@ -37,8 +37,9 @@ from torch import Tensor
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from companion._validation import check_flag, check_integer, check_real, is_real_scalar
+from companion._validation import MAX_STEP, check_flag, check_integer, check_real, is_real_scalar
 from companion.optim._base import CompanionOptimizer
+from companion.schedules import Schedule
 
 __all__ = ["ScheduledLR"]
 
@@ -47,12 +48,50 @@ __all__ = ["ScheduledLR"]
 RATE_MISMATCH_FACTOR = 10.0
 
 
+#: Steps of a :class:`companion.schedules.Schedule` that :class:`ScheduledLR` evaluates at
+#: once: one vectorised call costs about what one step's value does, and its values are
+#: bit for bit those of ``schedule(t)`` (the scalar path runs the same array code).
+BLOCK_STEPS = 256
+
+
 def _schedule_value(schedule: Callable[[int], Any], t: int) -> float:
     """``schedule(t)`` as a host float, refused unless a finite real number >= 0."""
     value = schedule(t)
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value[()]
+    return _checked(value, t)
+
+
+def _checked(value: Any, t: int) -> float:
+    if type(value) is float and math.isfinite(value) and value >= 0:
+        return value
     return float(check_real(f"the schedule's value at step t={t}", value, low=0, allow_tensor=True))
+
+
+class _ScheduleValues:
+    """``schedule(t)`` as checked host floats; a companion schedule's a block at a time.
+
+    Any other callable is called at each step (it need not take arrays, nor be pure).
+    """
+
+    __slots__ = ("schedule", "start", "values")
+
+    def __init__(self, schedule: Callable[[int], Any]) -> None:
+        self.schedule = schedule
+        self.start, self.values = 0, []
+
+    def __call__(self, t: int) -> float:
+        i = t - self.start
+        if not 0 <= i < len(self.values):
+            if not isinstance(self.schedule, Schedule):
+                return _schedule_value(self.schedule, t)
+            steps = np.arange(t, min(t + BLOCK_STEPS, MAX_STEP + 1), dtype=np.int64)
+            try:
+                values = self.schedule(steps).tolist()
+            except Exception:  # e.g. a subclass that refuses a later step: one at a time
+                return _schedule_value(self.schedule, t)
+            self.start, self.values, i = t, values, 0
+        return _checked(self.values[i], t)
 
 
 class ScheduledLR(LRScheduler):
@@ -174,6 +213,7 @@ class ScheduledLR(LRScheduler):
         self._warn_if_two_rates(schedule, first)
 
         self.schedule = schedule
+        self._values_of = _ScheduleValues(schedule)
         self.multiplier = multiplier
         self._ratios = ratios
         self._multiplied = False
@@ -244,7 +284,9 @@ class ScheduledLR(LRScheduler):
 
         Nothing is written: a refused value leaves everything as it was.
         """
-        s = _schedule_value(self.schedule, t)
+        if self._values_of.schedule is not self.schedule:  # the attribute was reassigned
+            self._values_of = _ScheduleValues(self.schedule)
+        s = self._values_of(t)
         m, m_float = self._factor(t) if multiplied else (None, None)
         groups = self.optimizer.param_groups
         ratios = self._ratios + [

@@ -6,12 +6,13 @@ import copy
 import math
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
-from companion.lr_scheduler import ScheduledLR
+from companion.lr_scheduler import BLOCK_STEPS, ScheduledLR
 from companion.optim import AdamW
-from companion.schedules import constant, cosine, linear_warmup
+from companion.schedules import Schedule, constant, cosine, linear_warmup
 
 SCHED = cosine(0.1, total_steps=40, warmup_steps=5)
 
@@ -199,3 +200,71 @@ def test_agreeing_learning_rates_do_not_warn(lr, schedule):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ScheduledLR(opt, schedule)
+
+
+# ------------------------------------------------------- schedule values a block at a time
+class _Spiky(Schedule):
+    """A companion schedule (array code) with a bad value at one step, or refusing arrays
+    that reach past ``limit`` (as a user's subclass might)."""
+
+    def __init__(self, bad_step=None, bad=math.nan, limit=None):
+        object.__setattr__(self, "bad_step", bad_step)
+        object.__setattr__(self, "bad", bad)
+        object.__setattr__(self, "limit", limit)
+
+    def _evaluate(self, t):
+        if self.limit is not None and t.max() > self.limit:
+            raise ValueError(f"steps beyond {self.limit}")
+        return np.where(t == self.bad_step, self.bad, 0.1 / (1.0 + t))
+
+
+def _lrs_over(sched, steps):
+    out = []
+    for _ in range(steps):
+        sched.step()
+        out.append(sched.optimizer.param_groups[0]["lr"])
+    return out
+
+
+def test_block_values_are_the_scalar_values_across_blocks_and_jumps():
+    s = cosine(0.1, total_steps=700, warmup_steps=37, final_lr=1e-3)
+    sched = ScheduledLR(sgd(), s)
+    n = 2 * BLOCK_STEPS + 30
+    assert _lrs_over(sched, n) == [s(t) for t in range(1, n + 1)]  # bit for bit
+    for t in (BLOCK_STEPS - 1, 5, 3 * BLOCK_STEPS + 7, 2**53):  # backwards, forwards, the end
+        sched.step(t)
+        assert sched.optimizer.param_groups[0]["lr"] == s(t)
+
+
+def test_a_reassigned_schedule_is_the_one_used():
+    sched = ScheduledLR(sgd(), SCHED)
+    _lrs_over(sched, 3)
+    sched.schedule = constant(0.05)
+    sched.step()
+    assert sched.optimizer.param_groups[0]["lr"] == 0.05
+
+
+def test_a_bad_value_later_in_the_block_is_refused_only_at_its_step():
+    sched = ScheduledLR(sgd(), _Spiky(bad_step=BLOCK_STEPS + 9))
+    lrs = _lrs_over(sched, BLOCK_STEPS + 8)
+    assert lrs[-1] == 0.1 / (BLOCK_STEPS + 9)
+    kept = frozen(sched)
+    with pytest.raises(ValueError, match=rf"at step t={BLOCK_STEPS + 9} .* got nan"):
+        sched.step()
+    assert frozen(sched) == kept
+    sched.step(BLOCK_STEPS + 10)
+    assert sched.optimizer.param_groups[0]["lr"] == 0.1 / (BLOCK_STEPS + 11)
+
+
+def test_a_schedule_that_refuses_a_later_step_still_runs_up_to_it():
+    sched = ScheduledLR(sgd(), _Spiky(limit=10))
+    assert _lrs_over(sched, 10) == [0.1 / (1 + t) for t in range(1, 11)]
+    with pytest.raises(ValueError, match="beyond 10"):
+        sched.step()
+
+
+def test_a_plain_callable_is_called_at_every_step():
+    calls = []
+    sched = ScheduledLR(sgd(), lambda t: calls.append(t) or 0.1)
+    _lrs_over(sched, 5)
+    assert calls[-5:] == [1, 2, 3, 4, 5]

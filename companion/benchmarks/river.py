@@ -2,7 +2,7 @@
 
 Run ``python -m companion.benchmarks.river`` (``--quick`` for a short run). It trains an
 MLP on scikit-learn's digits with AdamW and :class:`companion.lr_scheduler.ScheduledLR`
-driving a cosine schedule, in three runs side by side:
+driving a cosine schedule, in blocks of steps of three kinds, on one training loop:
 
 * ``plain``: the schedule alone;
 * ``const m``: the schedule times a fixed 0-d tensor (what :class:`ScheduledLR` costs to
@@ -14,18 +14,22 @@ driving a cosine schedule, in three runs side by side:
 Each step is forward, per-example loss, backward, ``optimizer.step()``, ``zero_grad()``,
 [``river.observe``], ``scheduler.step()``. The River runs with ``clip=(1, 1)``: all its
 operations execute, but the learning rates, hence the weights and the cost of every
-other operation, stay those of the plain run (a River that changes the trajectory changes
-the cost of the other operations as well, and that is not the River's own cost).
+other operation, stay those of the plain steps (a River that changes the trajectory
+changes the cost of the other operations as well, and that is not the River's own cost).
+So the three kinds can share one model, optimizer and heap: only the multiplier's work
+differs between them. (Three separate training runs, one per kind, differ by their
+memory layout as well; on the 64-1024-10 configuration that alone moved a run's step by
+2 % either way, as much as the target.)
 
 Two configurations by default: the issue's 64-128-10 MLP with batch 64 (a step of a few
 hundred microseconds, where the fixed cost of ``observe`` shows) and 64-1024-10 with batch
 512 (a step of a few milliseconds); ``--hidden`` and ``--batch-size`` run one of your own.
-The runs alternate in rounds (so drift of a shared machine hits them alike), and the
-table gives the median time per step of each, and River's overhead over ``plain`` (the
-median over rounds of the overhead within a round, with its interquartile range) in
-percent and microseconds per step (targets: 10 % and 2 %), and the minor page faults per
-step of each run. Last, ``observe`` on its own: the median over rounds of 5,000 calls on
-a fixed batch of float32 losses.
+Each round runs one block of each kind, in a rotating order (so drift of a shared
+machine hits them alike), and the table gives the median time per step of each kind,
+and River's overhead over ``plain`` (the median over rounds of the overhead within a
+round, with its interquartile range) in percent and microseconds per step (targets:
+10 % and 2 %), and the minor page faults per step of each kind. Last, ``observe`` on its
+own: the median over rounds of 5,000 calls on a fixed batch of float32 losses.
 
 Page faults: glibc's ``malloc`` hands freed memory back to the system when the top of its
 heap grows past a threshold, and the next step's activations fault it in again, page by
@@ -43,6 +47,7 @@ import ctypes.util
 import statistics
 import time
 import timeit
+from typing import Any
 
 import torch
 
@@ -90,26 +95,42 @@ class _Constant:
         self.multiplier = torch.tensor(1.0, device=device)
 
 
-class _Run:
-    """One model, optimizer, scheduler (and multiplier) that keeps training across rounds."""
+KINDS = ("plain", "const", "river")
 
-    def __init__(self, data, hidden: int, total_steps: int, kind: str, device) -> None:
+
+class _Loop:
+    """One model, optimizer and scheduler, trained in blocks of steps of the three kinds.
+
+    ``plain`` blocks run the schedule alone, ``const`` blocks multiply it by a fixed 0-d
+    tensor and ``river`` blocks by a River that observes each batch. The River runs with
+    ``clip=(1, 1)``: all its operations execute, but every learning rate, hence the
+    trajectory, is the plain run's, so the blocks differ only by the multiplier's work.
+    One process, one model, one heap: the kinds share the memory layout, which separate
+    runs would not (its effect on the step, through the allocator and the caches, is
+    larger than River's cost).
+    """
+
+    def __init__(self, data, hidden: int, device: torch.device) -> None:
         torch.manual_seed(0)
         self.x, self.y, self.batches = data
         self.model = torch.nn.Sequential(
             torch.nn.Linear(64, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 10)
         ).to(device)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-3)
-        # clip=(1, 1): every operation of River runs, but m = 1 keeps the training (and so the
-        # cost of the other steps, which depends on the weights) identical to the plain run.
-        self.river = River(clip=(1.0, 1.0)) if kind == "river" else None
-        multiplier = {"plain": None, "const": _Constant(device), "river": self.river}[kind]
-        self.sched = ScheduledLR(self.opt, cosine(1e-3, total_steps), multiplier=multiplier)
+        self.river = River(clip=(1.0, 1.0))
+        self.multipliers = {"plain": None, "const": _Constant(device), "river": self.river}
+        self.sched = ScheduledLR(self.opt, cosine(1e-3, 10**9))  # a horizon beyond any run
         self.t = 0
 
-    def steps(self, n: int) -> None:
-        model, opt, sched, river = self.model, self.opt, self.sched, self.river
+    def steps(self, n: int, kind: str) -> list[float]:
+        """``n`` training steps of the given kind; the host time of each (seconds)."""
+        model, opt, sched = self.model, self.opt, self.sched
+        sched.multiplier = self.multipliers[kind]
+        river = self.river if kind == "river" else None
+        clock = time.perf_counter
+        times = []
         for _ in range(n):
+            t0 = clock()
             idx = self.batches[self.t % len(self.batches)]
             losses = torch.nn.functional.cross_entropy(
                 model(self.x[idx]), self.y[idx], reduction="none"
@@ -121,6 +142,8 @@ class _Run:
                 river.observe(losses.detach())
             sched.step()
             self.t += 1
+            times.append(clock() - t0)
+        return times
 
 
 def _digits(batch_size: int, device: torch.device):
@@ -138,41 +161,43 @@ def _digits(batch_size: int, device: torch.device):
 
 def measure_step(
     hidden: int, batch_size: int, steps: int | None, rounds: int, device: torch.device
-) -> dict[str, float]:
-    """Median time per training step (seconds) of the plain, const-m and River runs.
+) -> dict[str, Any]:
+    """Median time per training step (seconds) of the plain, const-m and River blocks.
 
-    Also ``"overhead"`` and ``"q1"``, ``"q3"``: the median and quartiles over rounds of
-    River's relative overhead in the round; ``"faults"``: each run's median minor page
-    faults per step; ``"steps"``: the steps per round and run.
+    Each round runs one block of each kind (in a rotating order) on the same training
+    loop. Also ``"overhead"`` and ``"q1"``, ``"q3"``: the median and quartiles over rounds
+    of River's relative overhead in the round; ``"faults"``: each kind's median minor
+    page faults per step; ``"steps"``: the steps per block.
     """
-    data = _digits(batch_size, device)
-    kinds = ("plain", "const", "river")
-    total = 10**9  # the schedule's horizon: far beyond any run
-    runs = {kind: _Run(data, hidden, total, kind, device) for kind in kinds}
-    warm = 100
+    loop = _Loop(_digits(batch_size, device), hidden, device)
+    warm = 50
     t0 = time.perf_counter()
-    for run in runs.values():  # warm-up (allocator, caches, lazy state)
-        run.steps(warm)
+    for kind in KINDS:  # warm-up (allocator, caches, lazy state)
+        loop.steps(warm, kind)
     _sync(device)
-    if steps is None:  # rounds of about ROUND_SECONDS per run
-        per_step = (time.perf_counter() - t0) / (warm * len(runs))
+    if steps is None:  # blocks of about ROUND_SECONDS
+        per_step = (time.perf_counter() - t0) / (warm * len(KINDS))
         steps = max(20, int(ROUND_SECONDS / per_step))
-    times: dict[str, list[float]] = {kind: [] for kind in kinds}
-    faults: dict[str, list[float]] = {kind: [] for kind in kinds}
+    times: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    faults: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    ratios = []
     for k in range(rounds):
-        order = kinds[k % len(kinds) :] + kinds[: k % len(kinds)]  # rotate who goes first
+        order = KINDS[k % len(KINDS) :] + KINDS[: k % len(KINDS)]  # rotate who goes first
+        block = {}
         for kind in order:
             f0, t0 = _faults(), time.perf_counter()
-            runs[kind].steps(steps)
+            per_step = loop.steps(steps, kind)
             _sync(device)
-            times[kind].append((time.perf_counter() - t0) / steps)
+            if device.type == "cpu":  # the typical step: robust to a preempted one
+                block[kind] = statistics.median(per_step)
+            else:  # the host runs ahead of the device: only the block's time is right
+                block[kind] = (time.perf_counter() - t0) / steps
+            times[kind].append(block[kind])
             faults[kind].append((_faults() - f0) / steps)
-    out: dict = {kind: statistics.median(ts) for kind, ts in times.items()}
-    # The overhead of each round against the plain run of the same round, then the median:
-    # robust to the drift of a shared machine between rounds.
-    ratios = [
-        river / plain - 1.0 for river, plain in zip(times["river"], times["plain"], strict=True)
-    ]
+        # River's overhead against the plain block of the same round; then the median
+        # over rounds: robust to the drift of a shared machine between rounds.
+        ratios.append(block["river"] / block["plain"] - 1.0)
+    out: dict[str, Any] = {kind: statistics.median(ts) for kind, ts in times.items()}
     out["overhead"] = statistics.median(ratios)
     out["q1"], out["q3"] = _quartiles(ratios)
     out["faults"] = {kind: statistics.median(fs) for kind, fs in faults.items()}
