@@ -59,6 +59,12 @@ def check_process_group(process_group: Any) -> Any:
     )
 
 
+def is_local(spec: Any) -> bool:
+    """Whether ``spec`` reduces over no other rank now, told cheaply (no group: ``None``,
+    or ``"auto"`` before ``torch.distributed`` is initialised)."""
+    return spec is None or (spec.__class__ is str and not (AVAILABLE and dist.is_initialized()))
+
+
 def active_group(spec: Any) -> Any:
     """The group to reduce over now, or ``None`` (no group, or a group of one process)."""
     if spec is None:

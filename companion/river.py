@@ -284,24 +284,44 @@ class River:
             differ or any rank's losses are invalid.
         """
         losses = per_example_losses
-        group = _river_dist.active_group(self._process_group)
-        problem = _losses_problem(losses, self._device, allow_empty=group is not None)
-        accept = None
-        if group is not None:
-            var, accept, self._verified = _river_dist.reduced_variance(
-                losses, problem, group, self._verified
-            )
-        elif problem is not None:
-            raise problem
-        if self._k is None:
-            self._init_state(losses.dtype, losses.device)
+        k, var, accept = self._k, None, None
+        # The common case, told by a few attribute reads (each check below costs more
+        # right after an optimizer step than the whole update): a state of Python floats
+        # and losses of its dtype on the CPU, 1-d and non-empty, no ranks to reduce over.
+        if not (
+            k is not None
+            and k.host
+            and losses.__class__ is torch.Tensor
+            and losses.dtype is k.dtype
+            and losses.is_cpu
+            and len(losses.shape) == 1
+            and losses.shape[0] > 0
+            and _river_dist.is_local(self._process_group)
+        ):
+            group = _river_dist.active_group(self._process_group)
+            problem = _losses_problem(losses, self._device, allow_empty=group is not None)
+            if group is not None:
+                var, accept, self._verified = _river_dist.reduced_variance(
+                    losses, problem, group, self._verified
+                )
+            elif problem is not None:
+                raise problem
+            if k is None:
+                self._init_state(losses.dtype, losses.device)
+                k = self._k
         self._observed += 1
-        if group is None:
+        if var is None:  # not reduced over ranks
             if losses.shape[0] < 2:  # host metadata: skipped without a synchronisation
                 self._multiplier = self._next
-                return self._k.export(self._next)
-            var = _batch_variance(losses, self._k.dtype)
-        return self._update(self._k.load(var), accept)
+                return k.export(self._next)
+            var = _batch_variance(losses, k.dtype)
+        if self._cfg["use_current_batch"]:
+            return k.export(self._update(k.load(var), accept))
+        # rho_{t-1}, returned in the default mode, is known before the update: exported
+        # now, next to the variance's kernel, it costs less.
+        out = k.export(self._next)
+        self._update(k.load(var), accept)
+        return out
 
     def _init_state(self, loss_dtype: torch.dtype, device: torch.device) -> None:
         dtype = self._cfg["dtype"] or torch.promote_types(loss_dtype, torch.float32)
@@ -321,8 +341,9 @@ class River:
         # The multiplier of the current state: applied next in "past" mode.
         self._next = applied if self._cfg["use_current_batch"] else k.multiplier(v, r)
 
-    def _update(self, var: Any, accept: torch.Tensor | None) -> torch.Tensor:
-        """Average in a batch of variance ``var`` (a value of the state's kind).
+    def _update(self, var: Any, accept: torch.Tensor | None) -> Any:
+        """Average in a batch of variance ``var`` (a value of the state's kind); return
+        the multiplier to apply now (a value of the state's kind).
 
         The batch is kept where ``accept`` (default true) holds and ``var`` is finite;
         otherwise it enters as ``V = u`` with the weight 0 in ``r``, so every value stays
@@ -352,7 +373,7 @@ class River:
         else:  # rho_{t-1} is applied, rho_t kept for the next batch
             self._next, m = m, self._next
         self._multiplier = m
-        return k.export(m)
+        return m
 
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self) -> dict[str, Any]:

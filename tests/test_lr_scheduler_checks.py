@@ -268,3 +268,22 @@ def test_a_plain_callable_is_called_at_every_step():
     sched = ScheduledLR(sgd(), lambda t: calls.append(t) or 0.1)
     _lrs_over(sched, 5)
     assert calls[-5:] == [1, 2, 3, 4, 5]
+
+
+def test_the_scheduler_benchmark_runs_and_agrees_with_torch(capsys):
+    """``python -m companion.benchmarks.schedules`` on a tiny run: every row printed.
+
+    The figures are timings, which no test checks; what is checked is that the three
+    schedulers are compared and that the vectorised and scalar paths agreed (it raises
+    otherwise).
+    """
+    from companion.benchmarks import schedules as bench
+
+    bench.main(["--steps", "2000", "--loop-steps", "200", "--rounds", "1",
+                "--scheduler-steps", "50"])  # fmt: skip
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if "us per step" in line]
+    assert [r.split("  ")[0].strip() for r in rows] == [
+        "ScheduledLR(cosine)", "torch CosineAnnealingLR", "torch LambdaLR(cosine)"
+    ]  # fmt: skip
+    assert min(float(r.split()[-1].rstrip("x")) for r in rows) == 1.0

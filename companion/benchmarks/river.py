@@ -24,12 +24,15 @@ memory layout as well; on the 64-1024-10 configuration that alone moved a run's 
 Two configurations by default: the issue's 64-128-10 MLP with batch 64 (a step of a few
 hundred microseconds, where the fixed cost of ``observe`` shows) and 64-1024-10 with batch
 512 (a step of a few milliseconds); ``--hidden`` and ``--batch-size`` run one of your own.
-Each round runs one block of each kind, in a rotating order (so drift of a shared
-machine hits them alike), and the table gives the median time per step of each kind,
-and River's overhead over ``plain`` (the median over rounds of the overhead within a
-round, with its interquartile range) in percent and microseconds per step (targets:
-10 % and 2 %), and the minor page faults per step of each kind. Last, ``observe`` on its
-own: the median over rounds of 5,000 calls on a fixed batch of float32 losses.
+Each round runs one block of each kind (about 50 ms), in a rotating order, so drift of a
+shared machine hits them alike. The table gives, per kind, the median over rounds of the
+block's median step; River's overhead over ``plain``: the median over rounds of the
+overhead within a round, with a 95 % confidence interval of that median (targets: 10 %
+and 2 %; the verdict is "met" only when the whole interval is below the target,
+"NOT met" when it is all above, otherwise "unresolved"); the time of the ``observe``
+call itself inside the River steps (its median, and its share of the plain step); and
+the minor page faults per step of each kind. Last, ``observe`` on its own: the median
+over rounds of 5,000 calls on a fixed batch of float32 losses.
 
 Page faults: glibc's ``malloc`` hands freed memory back to the system when the top of its
 heap grows past a threshold, and the next step's activations fault it in again, page by
@@ -44,6 +47,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import ctypes.util
+import math
 import statistics
 import time
 import timeit
@@ -59,7 +63,7 @@ from companion.schedules import cosine
 TARGETS = {128: 0.10, 1024: 0.02}  # River's overhead per hidden width (default configs)
 TARGET = 0.02  # any other configuration
 CONFIGS = ((128, 64), (1024, 512))  # (hidden width, batch size)
-ROUND_SECONDS = 0.1  # length of a round of one run when --steps is not given
+ROUND_SECONDS = 0.05  # length of a block when --steps is not given
 
 
 def _faults() -> int:
@@ -122,13 +126,17 @@ class _Loop:
         self.sched = ScheduledLR(self.opt, cosine(1e-3, 10**9))  # a horizon beyond any run
         self.t = 0
 
-    def steps(self, n: int, kind: str) -> list[float]:
-        """``n`` training steps of the given kind; the host time of each (seconds)."""
+    def steps(self, n: int, kind: str) -> tuple[list[float], list[float]]:
+        """``n`` training steps of the given kind.
+
+        Returns the host time of each step and of its multiplier slot (the call of
+        ``observe`` in a River step; the clock is read in every kind alike), in seconds.
+        """
         model, opt, sched = self.model, self.opt, self.sched
         sched.multiplier = self.multipliers[kind]
         river = self.river if kind == "river" else None
         clock = time.perf_counter
-        times = []
+        steps, slots = [], []
         for _ in range(n):
             t0 = clock()
             idx = self.batches[self.t % len(self.batches)]
@@ -138,12 +146,14 @@ class _Loop:
             losses.mean().backward()
             opt.step()
             opt.zero_grad()
+            t1 = clock()
             if river is not None:
                 river.observe(losses.detach())
+            slots.append(clock() - t1)
             sched.step()
             self.t += 1
-            times.append(clock() - t0)
-        return times
+            steps.append(clock() - t0)
+        return steps, slots
 
 
 def _digits(batch_size: int, device: torch.device):
@@ -164,10 +174,14 @@ def measure_step(
 ) -> dict[str, Any]:
     """Median time per training step (seconds) of the plain, const-m and River blocks.
 
-    Each round runs one block of each kind (in a rotating order) on the same training
-    loop. Also ``"overhead"`` and ``"q1"``, ``"q3"``: the median and quartiles over rounds
-    of River's relative overhead in the round; ``"faults"``: each kind's median minor
-    page faults per step; ``"steps"``: the steps per block.
+    Each round runs one block of ``steps`` steps of each kind (in a rotating order) on
+    the same training loop; on the CPU a block counts as its median step (robust to a
+    preempted step), on an accelerator as its time over its steps (the host runs ahead
+    of the device). Also returned: ``"overhead"``, the median over rounds of River's
+    relative overhead in the round, with ``"low"`` and ``"high"``, a distribution-free
+    95 % confidence interval of that median (:func:`median_interval`); ``"observe"``:
+    the median time of the ``observe`` call inside the River steps; ``"faults"``: each
+    kind's median minor page faults per step; ``"steps"``: the steps per block.
     """
     loop = _Loop(_digits(batch_size, device), hidden, device)
     warm = 50
@@ -177,39 +191,59 @@ def measure_step(
     _sync(device)
     if steps is None:  # blocks of about ROUND_SECONDS
         per_step = (time.perf_counter() - t0) / (warm * len(KINDS))
-        steps = max(20, int(ROUND_SECONDS / per_step))
+        steps = max(5, int(ROUND_SECONDS / per_step))
     times: dict[str, list[float]] = {kind: [] for kind in KINDS}
     faults: dict[str, list[float]] = {kind: [] for kind in KINDS}
-    ratios = []
+    ratios, observe = [], []
     for k in range(rounds):
         order = KINDS[k % len(KINDS) :] + KINDS[: k % len(KINDS)]  # rotate who goes first
         block = {}
         for kind in order:
             f0, t0 = _faults(), time.perf_counter()
-            per_step = loop.steps(steps, kind)
+            per_step, slots = loop.steps(steps, kind)
             _sync(device)
-            if device.type == "cpu":  # the typical step: robust to a preempted one
+            if device.type == "cpu":
                 block[kind] = statistics.median(per_step)
-            else:  # the host runs ahead of the device: only the block's time is right
+            else:
                 block[kind] = (time.perf_counter() - t0) / steps
             times[kind].append(block[kind])
             faults[kind].append((_faults() - f0) / steps)
+            if kind == "river":
+                observe.extend(slots)
         # River's overhead against the plain block of the same round; then the median
         # over rounds: robust to the drift of a shared machine between rounds.
         ratios.append(block["river"] / block["plain"] - 1.0)
     out: dict[str, Any] = {kind: statistics.median(ts) for kind, ts in times.items()}
     out["overhead"] = statistics.median(ratios)
-    out["q1"], out["q3"] = _quartiles(ratios)
+    out["low"], out["high"] = median_interval(ratios)
+    out["observe"] = statistics.median(observe)
     out["faults"] = {kind: statistics.median(fs) for kind, fs in faults.items()}
     out["steps"] = steps
     return out
 
 
-def _quartiles(values: list[float]) -> tuple[float, float]:
-    if len(values) < 2:
-        return values[0], values[0]
-    q = statistics.quantiles(values, n=4)
-    return q[0], q[2]
+def median_interval(values: list[float], z: float = 1.96) -> tuple[float, float]:
+    r"""A distribution-free confidence interval of the median (95 % for ``z = 1.96``).
+
+    The order statistics of ranks :math:`n/2 \mp z\sqrt n/2` (the normal approximation
+    of the Binomial(:math:`n`, 1/2) count of values below the median); the whole range
+    when there are too few values for that.
+    """
+    ordered = sorted(values)
+    n = len(ordered)
+    half = z * math.sqrt(n) / 2
+    return ordered[max(0, math.floor(n / 2 - half))], ordered[
+        min(n - 1, math.ceil(n / 2 + half) - 1)
+    ]
+
+
+def verdict(low: float, high: float, target: float) -> str:
+    """Whether the interval ``[low, high]`` of the overhead meets ``target``."""
+    if high <= target:
+        return "met"
+    if low > target:
+        return "NOT met"
+    return "unresolved, run more --rounds"
 
 
 def measure_observe(batch_size: int, rounds: int, device: torch.device, calls: int = 5000) -> float:
@@ -229,13 +263,13 @@ def measure_observe(batch_size: int, rounds: int, device: torch.device, calls: i
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=None, help="steps per round and run")
-    parser.add_argument("--rounds", type=int, default=21, help="rounds (median kept)")
+    parser.add_argument("--steps", type=int, default=None, help="steps per block")
+    parser.add_argument("--rounds", type=int, default=101, help="rounds (median kept)")
     parser.add_argument("--hidden", type=int, default=None, help="run only this width ...")
     parser.add_argument("--batch-size", type=int, default=None, help="... and batch size")
     parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: best)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    parser.add_argument("--quick", action="store_true", help="3 rounds of 100 steps")
+    parser.add_argument("--quick", action="store_true", help="5 rounds of 20 steps")
     parser.add_argument(
         "--no-trim", action="store_true", help="keep freed memory in the process (glibc)"
     )
@@ -246,7 +280,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.quick:
-        args.steps, args.rounds = 100, 3
+        args.steps, args.rounds = 20, 5
     configs = CONFIGS
     if args.hidden is not None or args.batch_size is not None:
         configs = ((args.hidden or CONFIGS[0][0], args.batch_size or CONFIGS[0][1]),)
@@ -254,27 +288,25 @@ def main(argv: list[str] | None = None) -> None:
 
     print(
         f"digits MLP, AdamW + ScheduledLR(cosine), device {device}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, {trim}; median of {args.rounds} rounds per run"
+        f"{torch.get_num_threads()} threads, {trim}; {args.rounds} rounds of one block per kind"
     )
-    header = (
-        f"{'MLP':>11s} {'batch':>5s} {'steps':>6s} {'plain':>9s} {'const m':>9s} "
-        f"{'River':>9s} {'overhead':>9s} {'overhead':>9s} {'quartiles':>17s} {'faults/step':>17s}"
+    print(
+        f"{'MLP':>11s} {'batch':>5s} {'steps':>6s} {'plain':>8s} {'const m':>8s} {'River':>8s} "
+        f"{'River overhead':>24s} {'observe in loop':>16s} {'faults/step':>17s}"
     )
-    print(header)
-    print(f"{'':>11s} {'':>5s} {'/round':>6s} {'us/step':>9s} {'us/step':>9s} "
-          f"{'us/step':>9s} {'us/step':>9s} {'%':>9s} {'%':>17s} "
-          f"{'plain/const/River':>17s}")  # fmt: skip
+    print(f"{'':>11s} {'':>5s} {'/block':>6s} {'us/step':>8s} {'us/step':>8s} {'us/step':>8s} "
+          f"{'% [95% interval]':>24s} {'us (% of plain)':>16s} {'plain/const/River':>17s}")  # fmt: skip
     for hidden, batch in configs:
         t = measure_step(hidden, batch, args.steps, args.rounds, device)
-        overhead, target = t["overhead"], TARGETS.get(hidden, TARGET)
-        faults = "/".join(f"{t['faults'][kind]:.0f}" for kind in ("plain", "const", "river"))
-        spread = f"[{100 * t['q1']:.1f}, {100 * t['q3']:.1f}]"
+        target = TARGETS.get(hidden, TARGET)
+        faults = "/".join(f"{t['faults'][kind]:.0f}" for kind in KINDS)
+        overhead = f"{100 * t['overhead']:.2f} [{100 * t['low']:.2f}, {100 * t['high']:.2f}]"
+        observe = f"{t['observe'] * 1e6:.1f} ({100 * t['observe'] / t['plain']:.2f})"
         print(
-            f"{f'64-{hidden}-10':>11s} {batch:5d} {t['steps']:6d} {t['plain'] * 1e6:9.1f} "
-            f"{t['const'] * 1e6:9.1f} {t['river'] * 1e6:9.1f} {overhead * t['plain'] * 1e6:9.1f} "
-            f"{100 * overhead:8.2f}% {spread:>17s} "
-            f"{faults:>17s}"
-            f"  ({'met' if overhead <= target else 'NOT met'}: target <= {target * 100:.0f} %)"
+            f"{f'64-{hidden}-10':>11s} {batch:5d} {t['steps']:6d} {t['plain'] * 1e6:8.1f} "
+            f"{t['const'] * 1e6:8.1f} {t['river'] * 1e6:8.1f} {overhead:>24s} {observe:>16s} "
+            f"{faults:>17s}  (target <= {target * 100:.0f} %: "
+            f"{verdict(t['low'], t['high'], target)})"
         )
     for batch in sorted({b for _, b in configs}):
         observe = measure_observe(batch, args.rounds, device)
