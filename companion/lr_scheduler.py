@@ -163,6 +163,12 @@ class ScheduledLR(LRScheduler):
     device on an accelerator: give such an optimizer a tensor ``lr`` where it accepts
     one. On the CPU a float lr always stays a float.
 
+    A :class:`companion.schedules.Schedule` is evaluated :data:`BLOCK_STEPS` (256)
+    steps at a time, in one vectorised call whose values are bit for bit those of
+    ``schedule(t)``; a step then costs about what torch's own schedulers' does (see
+    ``python -m companion.benchmarks.schedules``). Any other callable is called at
+    each step.
+
     Unlike torch's recursive schedulers, ``step(epoch)`` may jump to any step: the
     value is a closed form. The order warnings of torch's base class are not
     emitted (the closed form has nothing to get out of step).
