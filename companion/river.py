@@ -67,23 +67,6 @@ def _losses_problem(
     return None
 
 
-def _batch_variance(losses: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    r""":math:`V_t` of one batch, in the state's ``dtype`` (at least float32).
-
-    The variance of :math:`d_i = \ell_i - \ell_0`: shifting by one of the batch's own
-    losses keeps it accurate however large the losses are against their spread (an
-    untrained classifier's, all about :math:`\log 10`); :func:`torch.var_mean` then runs
-    in one kernel. float32 on the CPU needs no shift: that kernel accumulates it in
-    float64, whose error is far below an ulp of float32 even for losses one float32 ulp
-    apart (and two operations fewer per batch).
-    """
-    x = losses.detach() if losses.requires_grad else losses
-    x = x if x.dtype == dtype else x.to(dtype)
-    if dtype == torch.float32 and x.device.type == "cpu":
-        return torch.var_mean(x, correction=0)[0]
-    return torch.var_mean(x - x[0], correction=0)[0]
-
-
 class River:
     r"""Learning-rate multiplier from the trend of the per-example loss variance (6.5).
 
@@ -285,9 +268,8 @@ class River:
         """
         losses = per_example_losses
         k, var, accept = self._k, None, None
-        # The common case, told by a few attribute reads (each check below costs more
-        # right after an optimizer step than the whole update): a state of Python floats
-        # and losses of its dtype on the CPU, 1-d and non-empty, no ranks to reduce over.
+        # The common case, told by a few attribute reads: a state of Python floats, losses
+        # of its dtype on the CPU, 1-d and non-empty, no ranks to reduce over.
         if not (
             k is not None
             and k.host
@@ -314,12 +296,10 @@ class River:
             if losses.shape[0] < 2:  # host metadata: skipped without a synchronisation
                 self._multiplier = self._next
                 return k.export(self._next)
-            var = _batch_variance(losses, k.dtype)
+            var = _river_state.batch_variance(losses, k.dtype)
         if self._cfg["use_current_batch"]:
             return k.export(self._update(k.load(var), accept))
-        # rho_{t-1}, returned in the default mode, is known before the update: exported
-        # now, next to the variance's kernel, it costs less.
-        out = k.export(self._next)
+        out = k.export(self._next)  # rho_{t-1}: known now, cheaper next to the variance
         self._update(k.load(var), accept)
         return out
 
