@@ -287,3 +287,15 @@ def test_the_scheduler_benchmark_runs_and_agrees_with_torch(capsys):
         "ScheduledLR(cosine)", "torch CosineAnnealingLR", "torch LambdaLR(cosine)"
     ]  # fmt: skip
     assert min(float(r.split()[-1].rstrip("x")) for r in rows) == 1.0
+
+
+def test_a_copied_or_pickled_scheduler_continues_exactly():
+    """The block of values travels with a copy (or a pickle) and stays its own."""
+    import pickle
+
+    s = cosine(0.1, total_steps=600, warmup_steps=20)
+    sched = ScheduledLR(sgd(), s)
+    _lrs_over(sched, 300)
+    for twin in (copy.deepcopy(sched), pickle.loads(pickle.dumps(sched))):
+        assert _lrs_over(twin, 250) == [s(t) for t in range(301, 551)]
+    assert _lrs_over(sched, 2) == [s(301), s(302)]  # the original did not move
