@@ -38,8 +38,11 @@ Page faults: glibc's ``malloc`` hands freed memory back to the system when the t
 heap grows past a threshold, and the next step's activations fault it in again, page by
 page -- hundreds to thousands of faults a step on the 64-1024-10 configuration, a large,
 random share of the step that depends on the heap's layout, so on the history of every
-allocation in the process. ``--no-trim`` (glibc only) keeps freed memory in the process
-(``mallopt``), which makes the step cheaper and the comparison steadier.
+allocation in the process: a few small tensors more or less in a step (River's, or the
+constant multiplier's) can move it by several percent either way. So by default the
+tables are printed twice: with ``malloc`` as it is, then with freed memory kept in the
+process (``mallopt``; glibc only, and for the rest of the process), where no step faults
+and the overhead is the multiplier's own work. ``--allocator`` runs one of the two.
 """
 
 from __future__ import annotations
@@ -261,35 +264,9 @@ def measure_observe(batch_size: int, rounds: int, device: torch.device, calls: i
     return statistics.median(times)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=None, help="steps per block")
-    parser.add_argument("--rounds", type=int, default=101, help="rounds (median kept)")
-    parser.add_argument("--hidden", type=int, default=None, help="run only this width ...")
-    parser.add_argument("--batch-size", type=int, default=None, help="... and batch size")
-    parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: best)")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    parser.add_argument("--quick", action="store_true", help="5 rounds of 20 steps")
-    parser.add_argument(
-        "--no-trim", action="store_true", help="keep freed memory in the process (glibc)"
-    )
-    args = parser.parse_args(argv)
-    trim = "glibc trimming on"
-    if args.no_trim:
-        trim = "freed memory kept" if keep_freed_memory() else "--no-trim unavailable here"
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.quick:
-        args.steps, args.rounds = 20, 5
-    configs = CONFIGS
-    if args.hidden is not None or args.batch_size is not None:
-        configs = ((args.hidden or CONFIGS[0][0], args.batch_size or CONFIGS[0][1]),)
-    device = default_device(args.device)
-
-    print(
-        f"digits MLP, AdamW + ScheduledLR(cosine), device {device}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, {trim}; {args.rounds} rounds of one block per kind"
-    )
+def _table(configs, args, device: torch.device, allocator: str) -> None:
+    """Measure each configuration and print its row (one table per allocator mode)."""
+    print(f"\n{allocator}:")
     print(
         f"{'MLP':>11s} {'batch':>5s} {'steps':>6s} {'plain':>8s} {'const m':>8s} {'River':>8s} "
         f"{'River overhead':>24s} {'observe in loop':>16s} {'faults/step':>17s}"
@@ -308,6 +285,44 @@ def main(argv: list[str] | None = None) -> None:
             f"{faults:>17s}  (target <= {target * 100:.0f} %: "
             f"{verdict(t['low'], t['high'], target)})"
         )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=None, help="steps per block")
+    parser.add_argument("--rounds", type=int, default=101, help="rounds (median kept)")
+    parser.add_argument("--hidden", type=int, default=None, help="run only this width ...")
+    parser.add_argument("--batch-size", type=int, default=None, help="... and batch size")
+    parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: best)")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--quick", action="store_true", help="5 rounds of 20 steps")
+    parser.add_argument(
+        "--allocator",
+        choices=("default", "kept", "both"),
+        default="both",
+        help="glibc's malloc as it is, with freed memory kept (mallopt), or one after the other",
+    )
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.quick:
+        args.steps, args.rounds = 20, 5
+    configs = CONFIGS
+    if args.hidden is not None or args.batch_size is not None:
+        configs = ((args.hidden or CONFIGS[0][0], args.batch_size or CONFIGS[0][1]),)
+    device = default_device(args.device)
+
+    print(
+        f"digits MLP, AdamW + ScheduledLR(cosine), device {device}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; {args.rounds} rounds of one block per kind"
+    )
+    if args.allocator in ("default", "both"):
+        _table(configs, args, device, "malloc as it is (glibc: freed memory trimmed)")
+    if args.allocator in ("kept", "both"):  # mallopt lasts for the process: after the above
+        if keep_freed_memory():
+            _table(configs, args, device, "freed memory kept (mallopt: no trimming)")
+        else:
+            print("\nfreed memory kept: unavailable here (no glibc mallopt)")
     for batch in sorted({b for _, b in configs}):
         observe = measure_observe(batch, args.rounds, device)
         print(
