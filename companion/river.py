@@ -251,10 +251,75 @@ class River:
                 self._multiplier = self._next
                 return k.export(self._next)
             var = _river_state.batch_variance(losses, k.dtype)
+        return self._take(k, k.load(var), accept)
+
+    def observe_variance(self, batch_variance: torch.Tensor) -> torch.Tensor:
+        r"""Update the averages with :math:`V_t`, the variance of batch :math:`B_t`, as given.
+
+        For a loop that reduces its losses with :func:`torch.var_mean`, one kernel that
+        gives both the mean to ``backward`` and :math:`V_t` (the faster loop of the
+        class's Examples): River then runs no kernel of its own. Given the variance
+        :meth:`observe` computes (``torch.var_mean(losses, correction=0)[0]`` for float32
+        losses on the CPU), the two agree bit for bit.
+
+        Parameters
+        ----------
+        batch_variance : torch.Tensor
+            0-d, floating: :math:`V_t` (``correction=0``) of a batch of two examples or
+            more, on the state's device. NaN or infinite (a non-finite loss) skips the
+            batch, as in :meth:`observe`.
+
+        Returns
+        -------
+        torch.Tensor
+            As :meth:`observe`.
+
+        Raises
+        ------
+        TypeError
+            If it is not a floating-point tensor.
+        ValueError
+            If it is not 0-d or is on another device than the state; if it is negative,
+            where reading it is free (on the CPU; on an accelerator a negative value is
+            skipped); under a process group, whose ranks' variances cannot be combined
+            without their means (use :meth:`observe`).
+        """
+        var = batch_variance
+        if not isinstance(var, torch.Tensor) or not var.is_floating_point():
+            what = var.dtype if isinstance(var, torch.Tensor) else type(var).__name__
+            raise TypeError(f"batch_variance must be a floating-point tensor, got {what}")
+        if var.dim() != 0:
+            raise ValueError(f"batch_variance must be 0-d, got shape {tuple(var.shape)}")
+        if self._device is not None and var.device != self._device:
+            raise ValueError(
+                f"batch_variance is on {var.device}, River's state on {self._device}; keep one"
+            )
+        if not _river_dist.is_local(self._process_group) and _river_dist.active_group(
+            self._process_group
+        ):
+            raise ValueError(
+                "batch_variance: under a process group River reduces the losses of every "
+                "rank itself; call observe(per_example_losses) instead"
+            )
+        k = self._k
+        if k is not None and k.host:
+            value = var.item()  # on the CPU: free
+            if value < 0:
+                raise ValueError(f"batch_variance must be >= 0 (or NaN/inf: skipped), got {value}")
+            self._observed += 1
+            return self._take(k, k.fit(value), None)
+        if k is None:
+            self._init_state(var.dtype, var.device)
+            return self.observe_variance(var)  # the state exists now: one of the paths above
+        self._observed += 1
+        return self._take(k, k.load(var.detach()), None)
+
+    def _take(self, k: _river_state.StateOps, var: Any, accept: torch.Tensor | None) -> Any:
+        """Average in ``var`` (a value of the state's kind); the multiplier to apply, a copy."""
         if self._cfg["use_current_batch"]:
-            return k.export(self._update(k.load(var), accept))
-        out = k.export(self._next)  # rho_{t-1}: known now, cheaper next to the variance
-        self._update(k.load(var), accept)
+            return k.export(self._update(var, accept))
+        out = k.export(self._next)  # rho_{t-1}: known before the update
+        self._update(var, accept)
         return out
 
     def _init_state(self, loss_dtype: torch.dtype, device: torch.device) -> None:
@@ -279,12 +344,12 @@ class River:
         """Average in a batch of variance ``var`` (a value of the state's kind); return
         the multiplier to apply now (a value of the state's kind).
 
-        The batch is kept where ``accept`` (default true) holds and ``var`` is finite;
+        The batch is kept where ``accept`` (default true) holds and ``var`` is finite, >= 0;
         otherwise it enters as ``V = u`` with the weight 0 in ``r``, so every value stays
         exactly as it was. On a device this is chosen there: no host branch on data.
         """
         k = self._k
-        valid = var < k.inf  # var >= 0: false exactly for NaN and +inf
+        valid = (var >= k.zero) & (var < k.inf)  # false for NaN, +inf and a negative var
         if accept is not None:
             valid = valid & (bool(accept) if k.host else accept)
         wv, wr = self._wv, self._wr
