@@ -75,6 +75,15 @@ class River:
         river.observe(losses.detach())
         scheduler.step()            # ScheduledLR(..., multiplier=river): s(t + 1) * rho
 
+    The same loop, faster: one kernel gives the mean to ``backward`` and :math:`V_t` to
+    River (:meth:`observe_variance`), so River runs no kernel of its own::
+
+        variance, loss = torch.var_mean(losses, correction=0)
+        loss.backward()
+        optimizer.step(); optimizer.zero_grad()
+        river.observe_variance(variance)
+        scheduler.step()
+
     >>> import torch
     >>> river = River(beta_v=0.9, beta_r=0.99, use_current_batch=True)
     >>> _ = river.observe(torch.tensor([0.0, 2.0]))   # V_0 = 1: u_0 = r_0 = 1

@@ -2,35 +2,39 @@
 
 Run ``python -m companion.benchmarks.river`` (``--quick`` for a short run). It trains an
 MLP on scikit-learn's digits with AdamW and :class:`companion.lr_scheduler.ScheduledLR`
-driving a cosine schedule, in blocks of steps of three kinds, on one training loop:
+driving a cosine schedule, in blocks of steps of four kinds, on one training loop:
 
 * ``plain``: the schedule alone;
 * ``const m``: the schedule times a fixed 0-d tensor (what :class:`ScheduledLR` costs to
   read a tensor multiplier; a River whose state is on the CPU is read as a float, through
   ``River.multiplier_float``);
-* ``River``: the schedule times a :class:`companion.river.River` fed with the
-  per-example losses (the loop of section 6.5).
+* ``observe``: the schedule times a :class:`companion.river.River` fed with the
+  per-example losses (the loop of section 6.5);
+* ``observe_variance``: the same River, fed the batch variance that
+  ``torch.var_mean(losses, correction=0)`` gives along with the mean for ``backward``
+  (the faster loop of River's Examples: River runs no kernel of its own).
 
-Each step is forward, per-example loss, backward, ``optimizer.step()``, ``zero_grad()``,
-[``river.observe``], ``scheduler.step()``. The River runs with ``clip=(1, 1)``: all its
-operations execute, but the learning rates, hence the weights and the cost of every
-other operation, stay those of the plain steps (a River that changes the trajectory
-changes the cost of the other operations as well, and that is not the River's own cost).
-So the three kinds can share one model, optimizer and heap: only the multiplier's work
-differs between them. (Three separate training runs, one per kind, differ by their
-memory layout as well; on the 64-1024-10 configuration that alone moved a run's step by
-2 % either way, as much as the target.)
+Each step is forward, per-example loss, its mean (or ``var_mean``), backward,
+``optimizer.step()``, ``zero_grad()``, [River's call], ``scheduler.step()``. The River
+runs with ``clip=(1, 1)``: all its operations execute, but the learning rates, hence the
+weights and the cost of every other operation, stay those of the plain steps (a River that
+changes the trajectory changes the cost of the other operations as well, and that is not
+the River's own cost). So the kinds can share one model, optimizer and heap: only the
+multiplier's work differs between them (``var_mean``'s mean may differ from ``mean()``'s
+in the last bit; the cost of no other operation depends on that). (Separate training runs,
+one per kind, differ by their memory layout as well; on the 64-1024-10 configuration that
+alone moved a run's step by 2 % either way, as much as the target.)
 
 Two configurations by default: the issue's 64-128-10 MLP with batch 64 (a step of a few
 hundred microseconds, where the fixed cost of ``observe`` shows) and 64-1024-10 with batch
 512 (a step of a few milliseconds); ``--hidden`` and ``--batch-size`` run one of your own.
 Each round runs one block of each kind (about 50 ms), in a rotating order, so drift of a
 shared machine hits them alike. The table gives, per kind, the median over rounds of the
-block's median step; River's overhead over ``plain``: the median over rounds of the
+block's median step; each River loop's overhead over ``plain``: the median over rounds of the
 overhead within a round, with a 95 % confidence interval of that median (targets: 10 %
 and 2 %; the verdict is "met" only when the whole interval is below the target,
-"NOT met" when it is all above, otherwise "unresolved"); the time of the ``observe``
-call itself inside the River steps (its median, and its share of the plain step); and
+"NOT met" when it is all above, otherwise "unresolved"); the time of River's call
+itself inside its steps (its median, and its share of the plain step); and
 the minor page faults per step of each kind. Last, ``observe`` on its own: the median
 over rounds of 5,000 calls on a fixed batch of float32 losses.
 
@@ -102,7 +106,8 @@ class _Constant:
         self.multiplier = torch.tensor(1.0, device=device)
 
 
-KINDS = ("plain", "const", "river")
+KINDS = ("plain", "const", "river", "river_var")
+RIVER_KINDS = {"river": "observe", "river_var": "observe_variance"}  # the two River loops
 
 
 class _Loop:
@@ -125,7 +130,9 @@ class _Loop:
         ).to(device)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-3)
         self.river = River(clip=(1.0, 1.0))
-        self.multipliers = {"plain": None, "const": _Constant(device), "river": self.river}
+        self.multipliers = {
+            "plain": None, "const": _Constant(device), "river": self.river, "river_var": self.river
+        }  # fmt: skip
         self.sched = ScheduledLR(self.opt, cosine(1e-3, 10**9))  # a horizon beyond any run
         self.t = 0
 
@@ -137,7 +144,8 @@ class _Loop:
         """
         model, opt, sched = self.model, self.opt, self.sched
         sched.multiplier = self.multipliers[kind]
-        river = self.river if kind == "river" else None
+        river = self.river if kind in RIVER_KINDS else None
+        var_mean = kind == "river_var"
         clock = time.perf_counter
         steps, slots = [], []
         for _ in range(n):
@@ -146,11 +154,17 @@ class _Loop:
             losses = torch.nn.functional.cross_entropy(
                 model(self.x[idx]), self.y[idx], reduction="none"
             )
-            losses.mean().backward()
+            if var_mean:  # one kernel: the mean for backward, the variance for River
+                variance, loss = torch.var_mean(losses, correction=0)
+            else:
+                loss = losses.mean()
+            loss.backward()
             opt.step()
             opt.zero_grad()
             t1 = clock()
-            if river is not None:
+            if var_mean:
+                river.observe_variance(variance)
+            elif river is not None:
                 river.observe(losses.detach())
             slots.append(clock() - t1)
             sched.step()
@@ -175,16 +189,18 @@ def _digits(batch_size: int, device: torch.device):
 def measure_step(
     hidden: int, batch_size: int, steps: int | None, rounds: int, device: torch.device
 ) -> dict[str, Any]:
-    """Median time per training step (seconds) of the plain, const-m and River blocks.
+    """Median time per training step (seconds) of the blocks of each kind.
 
     Each round runs one block of ``steps`` steps of each kind (in a rotating order) on
     the same training loop; on the CPU a block counts as its median step (robust to a
     preempted step), on an accelerator as its time over its steps (the host runs ahead
-    of the device). Also returned: ``"overhead"``, the median over rounds of River's
-    relative overhead in the round, with ``"low"`` and ``"high"``, a distribution-free
-    95 % confidence interval of that median (:func:`median_interval`); ``"observe"``:
-    the median time of the ``observe`` call inside the River steps; ``"faults"``: each
-    kind's median minor page faults per step; ``"steps"``: the steps per block.
+    of the device). Also returned, for each River kind ``k`` (``"river"``,
+    ``"river_var"``): ``k + ":overhead"``, the median over rounds of its relative
+    overhead over the plain block of the round, with ``k + ":low"`` and ``k + ":high"``,
+    a distribution-free 95 % confidence interval of that median
+    (:func:`median_interval`); ``k + ":observe"``: the median time of River's call
+    inside its steps; ``"faults"``: each kind's median minor page faults per step;
+    ``"steps"``: the steps per block.
     """
     loop = _Loop(_digits(batch_size, device), hidden, device)
     warm = 50
@@ -197,7 +213,8 @@ def measure_step(
         steps = max(5, int(ROUND_SECONDS / per_step))
     times: dict[str, list[float]] = {kind: [] for kind in KINDS}
     faults: dict[str, list[float]] = {kind: [] for kind in KINDS}
-    ratios, observe = [], []
+    ratios: dict[str, list[float]] = {kind: [] for kind in RIVER_KINDS}
+    observe: dict[str, list[float]] = {kind: [] for kind in RIVER_KINDS}
     for k in range(rounds):
         order = KINDS[k % len(KINDS) :] + KINDS[: k % len(KINDS)]  # rotate who goes first
         block = {}
@@ -211,15 +228,17 @@ def measure_step(
                 block[kind] = (time.perf_counter() - t0) / steps
             times[kind].append(block[kind])
             faults[kind].append((_faults() - f0) / steps)
-            if kind == "river":
-                observe.extend(slots)
+            if kind in RIVER_KINDS:
+                observe[kind].extend(slots)
         # River's overhead against the plain block of the same round; then the median
         # over rounds: robust to the drift of a shared machine between rounds.
-        ratios.append(block["river"] / block["plain"] - 1.0)
+        for kind in RIVER_KINDS:
+            ratios[kind].append(block[kind] / block["plain"] - 1.0)
     out: dict[str, Any] = {kind: statistics.median(ts) for kind, ts in times.items()}
-    out["overhead"] = statistics.median(ratios)
-    out["low"], out["high"] = median_interval(ratios)
-    out["observe"] = statistics.median(observe)
+    for kind in RIVER_KINDS:
+        out[kind + ":overhead"] = statistics.median(ratios[kind])
+        out[kind + ":low"], out[kind + ":high"] = median_interval(ratios[kind])
+        out[kind + ":observe"] = statistics.median(observe[kind])
     out["faults"] = {kind: statistics.median(fs) for kind, fs in faults.items()}
     out["steps"] = steps
     return out
@@ -265,26 +284,35 @@ def measure_observe(batch_size: int, rounds: int, device: torch.device, calls: i
 
 
 def _table(configs, args, device: torch.device, allocator: str) -> None:
-    """Measure each configuration and print its row (one table per allocator mode)."""
+    """Measure each configuration and print its rows (one table per allocator mode)."""
     print(f"\n{allocator}:")
     print(
-        f"{'MLP':>11s} {'batch':>5s} {'steps':>6s} {'plain':>8s} {'const m':>8s} {'River':>8s} "
-        f"{'River overhead':>24s} {'observe in loop':>16s} {'faults/step':>17s}"
+        f"{'MLP':>11s} {'batch':>5s} {'steps':>6s} {'plain':>8s} {'const m':>8s} "
+        f"{'River call':>16s} {'River':>8s} {'River overhead':>22s} {'call in loop':>15s} "
+        f"{'faults/step':>19s}"
     )
-    print(f"{'':>11s} {'':>5s} {'/block':>6s} {'us/step':>8s} {'us/step':>8s} {'us/step':>8s} "
-          f"{'% [95% interval]':>24s} {'us (% of plain)':>16s} {'plain/const/River':>17s}")  # fmt: skip
+    print(f"{'':>11s} {'':>5s} {'/block':>6s} {'us/step':>8s} {'us/step':>8s} {'':>16s} "
+          f"{'us/step':>8s} {'% [95% interval]':>22s} {'us (% plain)':>15s} "
+          f"{'plain/const/River':>19s}")  # fmt: skip
     for hidden, batch in configs:
         t = measure_step(hidden, batch, args.steps, args.rounds, device)
         target = TARGETS.get(hidden, TARGET)
-        faults = "/".join(f"{t['faults'][kind]:.0f}" for kind in KINDS)
-        overhead = f"{100 * t['overhead']:.2f} [{100 * t['low']:.2f}, {100 * t['high']:.2f}]"
-        observe = f"{t['observe'] * 1e6:.1f} ({100 * t['observe'] / t['plain']:.2f})"
-        print(
+        head = (
             f"{f'64-{hidden}-10':>11s} {batch:5d} {t['steps']:6d} {t['plain'] * 1e6:8.1f} "
-            f"{t['const'] * 1e6:8.1f} {t['river'] * 1e6:8.1f} {overhead:>24s} {observe:>16s} "
-            f"{faults:>17s}  (target <= {target * 100:.0f} %: "
-            f"{verdict(t['low'], t['high'], target)})"
+            f"{t['const'] * 1e6:8.1f}"
         )
+        for kind, call in RIVER_KINDS.items():
+            low, high = t[kind + ":low"], t[kind + ":high"]
+            overhead = f"{100 * t[kind + ':overhead']:.2f} [{100 * low:.2f}, {100 * high:.2f}]"
+            inside = t[kind + ":observe"]
+            call_time = f"{inside * 1e6:.1f} ({100 * inside / t['plain']:.2f})"
+            faults = "/".join(f"{t['faults'][k]:.0f}" for k in ("plain", "const", kind))
+            print(
+                f"{head} {call:>16s} {t[kind] * 1e6:8.1f} {overhead:>22s} "
+                f"{call_time:>15s} {faults:>19s}  "
+                f"(target <= {target * 100:.0f} %: {verdict(low, high, target)})"
+            )
+            head = " " * len(head)
 
 
 def main(argv: list[str] | None = None) -> None:
