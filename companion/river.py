@@ -76,7 +76,7 @@ class River:
         scheduler.step()            # ScheduledLR(..., multiplier=river): s(t + 1) * rho
 
     The same loop, faster: one kernel gives the mean to ``backward`` and :math:`V_t` to
-    River (:meth:`observe_variance`), so River runs no kernel of its own::
+    River (:meth:`observe_variance`), so River computes no statistic of its own::
 
         variance, loss = torch.var_mean(losses, correction=0)
         loss.backward()
@@ -267,7 +267,7 @@ class River:
 
         For a loop that reduces its losses with :func:`torch.var_mean`, one kernel that
         gives both the mean to ``backward`` and :math:`V_t` (the faster loop of the
-        class's Examples): River then runs no kernel of its own. Given the variance
+        class's Examples): River then computes no statistic of its own. Given the variance
         :meth:`observe` computes (``torch.var_mean(losses, correction=0)[0]`` for float32
         losses on the CPU), the two agree bit for bit.
 

@@ -12,7 +12,7 @@ driving a cosine schedule, in blocks of steps of four kinds, on one training loo
   per-example losses (the loop of section 6.5);
 * ``observe_variance``: the same River, fed the batch variance that
   ``torch.var_mean(losses, correction=0)`` gives along with the mean for ``backward``
-  (the faster loop of River's Examples: River runs no kernel of its own).
+  (the faster loop of River's Examples: River computes no statistic of its own).
 
 Each step is forward, per-example loss, its mean (or ``var_mean``), backward,
 ``optimizer.step()``, ``zero_grad()``, [River's call], ``scheduler.step()``. The River
