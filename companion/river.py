@@ -135,8 +135,12 @@ class River:
     eps_mode = property(lambda self: self._cfg["eps_mode"], doc='"relative" or "absolute".')
     clip = property(lambda self: self._cfg["clip"], doc="(rho_min, rho_max).")
     init = property(lambda self: self._cfg["init"], doc="How both averages start.")
-    use_current_batch = property(lambda self: self._cfg["use_current_batch"], doc="rho_t?")
-    dtype = property(lambda self: self._cfg["dtype"], doc="State dtype (None: the losses').")
+    use_current_batch = property(
+        lambda self: self._cfg["use_current_batch"], doc="Whether rho_t (not rho_{t-1}) is applied."
+    )
+    dtype = property(
+        lambda self: self._cfg["dtype"], doc="The state's dtype, or None for the losses'."
+    )
     process_group = property(lambda self: self._process_group, doc="'auto', None or a group.")
 
     def __deepcopy__(self, memo: dict[int, Any]) -> River:
