@@ -872,8 +872,11 @@ def test_benchmark_runs_and_reports_the_overhead():
             low, high = (float(f.strip("[],")) for f in fields[3:5])
             assert low <= overhead <= high
             inside, share = float(fields[5]), float(fields[6].strip("()"))
-            assert 0 < inside < with_river
-            assert share == pytest.approx(100 * inside / plain, abs=0.01)
+            assert inside > 0  # (a median of calls, not comparable with the medians of blocks)
+            # The share is printed from the unrounded times: only their 0.1 us rounding
+            # and its own 0.01 separate it from the ratio of the printed times.
+            slack = 100 * (0.05 / plain + 0.05 * inside / plain**2) + 0.005 + 1e-9
+            assert share == pytest.approx(100 * inside / plain, abs=slack)
             assert len(fields[7].split("/")) == 3 and "(target <= 2 %:" in line
     assert "River.observe alone, float32 losses, batch 8:" in out
 
