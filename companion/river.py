@@ -314,17 +314,15 @@ class River:
                 "batch_variance: under a process group River reduces the losses of every "
                 "rank itself; call observe(per_example_losses) instead"
             )
-        k = self._k
-        if k is not None and k.host:
-            value = var.item()  # on the CPU: free
-            if value < 0:
-                raise ValueError(f"batch_variance must be >= 0 (or NaN/inf: skipped), got {value}")
-            self._observed += 1
-            return self._take(k, k.fit(value), None)
-        if k is None:
+        value = var.item() if var.is_cpu else None  # read where reading is free
+        if value is not None and value < 0:
+            raise ValueError(f"batch_variance must be >= 0 (or NaN/inf: skipped), got {value}")
+        if self._k is None:
             self._init_state(var.dtype, var.device)
-            return self.observe_variance(var)  # the state exists now: one of the paths above
+        k = self._k
         self._observed += 1
+        if k.host:  # a host state lives on the CPU: value was read
+            return self._take(k, k.fit(value), None)
         return self._take(k, k.load(var.detach()), None)
 
     def _take(self, k: _river_state.StateOps, var: Any, accept: torch.Tensor | None) -> Any:

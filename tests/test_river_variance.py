@@ -97,8 +97,10 @@ def test_a_negative_variance_is_skipped_on_the_tensor_path(monkeypatch):
     for r in (river, clean):
         r.observe_variance(torch.tensor(0.5))
     assert isinstance(river._v, torch.Tensor)
-    m = river.observe_variance(torch.tensor(-1.0))
-    assert torch.equal(m, clean.multiplier) and int(river.num_skipped) == 1
+    # On the CPU the value is read, and refused; on a device it reaches the update
+    # unread, as here:
+    m = river._take(river._k, river._k.load(torch.tensor(-1.0)), None)
+    assert torch.equal(m, clean.multiplier) and int(river.num_accepted) == 1
     assert torch.equal(river.variance, clean.variance) and torch.equal(river.target, clean.target)
 
 
@@ -116,3 +118,10 @@ def test_the_first_variance_sets_the_state_dtype():
     river.observe_variance(torch.tensor(0.5, dtype=torch.float64))
     assert river.state_dict()["state"]["v"].dtype == torch.float64
     assert float(river.variance) == 0.5 and int(river.num_accepted) == 1
+
+
+def test_a_bad_first_variance_leaves_no_state():
+    river = River()
+    with pytest.raises(ValueError, match="got -1.0"):
+        river.observe_variance(torch.tensor(-1.0))
+    assert river.state_dict()["state"] is None and river.num_skipped == 0
