@@ -864,7 +864,8 @@ def test_benchmark_runs_and_reports_the_overhead():
         assert head[1:3] == ["8", "3"]
         plain, const = float(head[3]), float(head[4])
         assert min(plain, const) > 0
-        for line, call in ((lines[i], "observe"), (lines[i + 1], "observe_variance")):
+        rows = ((lines[i], "observe"), (lines[i + 1], "observe_variance"), (lines[i + 2], "floor"))
+        for line, call in rows:
             fields = line.split()[5:] if line is lines[i] else line.split()
             assert fields[0] == call
             with_river, overhead = float(fields[1]), float(fields[2])
@@ -877,12 +878,15 @@ def test_benchmark_runs_and_reports_the_overhead():
             # and its own 0.01 separate it from the ratio of the printed times.
             slack = 100 * (0.05 / plain + 0.05 * inside / plain**2) + 0.005 + 1e-9
             assert share == pytest.approx(100 * inside / plain, abs=slack)
-            assert len(fields[7].split("/")) == 3 and "(target <= 2 %:" in line
+            assert len(fields[7].split("/")) == 3
+            # A target for River's loops; the floor has none (it is not River).
+            assert ("(target <= 2 %:" in line) == (call != "floor")
+            assert ("(no River: var_mean, .item(), a new 0-d tensor)" in line) == (call == "floor")
     assert "River.observe alone, float32 losses, batch 8:" in out
 
 
 def test_benchmark_kinds_share_one_trajectory():
-    """The premise of the benchmark: blocks of the three kinds train exactly as plain steps.
+    """The premise of the benchmark: blocks of every kind train exactly as plain steps.
 
     River runs with clip=(1, 1), so the learning rates, hence the weights, are the plain
     run's, and the kinds differ only by the multiplier's work.
@@ -896,11 +900,11 @@ def test_benchmark_kinds_share_one_trajectory():
 
     cpu = torch.device("cpu")
     mixed, plain = bench._Loop(data(), 16, cpu), bench._Loop(data(), 16, cpu)
-    for kind in ("river", "const", "plain", "river", "const"):
+    for kind in ("river", "const", "plain", "floor", "river", "const"):
         steps, slots = mixed.steps(4, kind)
         assert len(steps) == len(slots) == 4
         assert all(0 <= a < b for a, b in zip(slots, steps, strict=True))
-    plain.steps(20, "plain")
+    plain.steps(24, "plain")
     assert int(mixed.river.num_accepted) == 8
     for a, b in zip(mixed.model.parameters(), plain.model.parameters(), strict=True):
         assert torch.equal(a, b)
@@ -930,3 +934,19 @@ def test_benchmark_statistics():
     assert bench.verdict(0.005, 0.019, 0.02) == "met"
     assert bench.verdict(0.021, 0.05, 0.02) == "NOT met"
     assert bench.verdict(0.01, 0.03, 0.02).startswith("unresolved")
+
+
+def test_benchmark_floor_work_is_var_mean_read_and_a_new_tensor():
+    """The floor does what every River call must: the batch variance read on the host
+    (as River computes it, bit for bit) and a new 0-d tensor out, never the losses."""
+    from companion.benchmarks import river as bench
+
+    losses = torch.tensor([0.5, 1.5, 4.0, 2.0])
+    before = losses.clone()
+    out = bench.floor_work(losses)
+    assert out.dim() == 0 and out.dtype == torch.float32
+    assert float(out) == float(torch.var_mean(losses, correction=0)[0])
+    assert torch.equal(losses, before)
+    river = River(use_current_batch=True)
+    river.observe(losses)
+    assert float(river.variance) == float(out)  # init "first": u_0 = V_0
