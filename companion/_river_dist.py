@@ -59,10 +59,21 @@ def check_process_group(process_group: Any) -> Any:
     )
 
 
+# Where torch keeps the default group: ``dist.is_initialized()`` reads this slot through
+# two properties, microseconds on the cold caches right after an optimizer step, at every
+# observe. Read directly where this torch has it (checked at import; else the public call).
+_WORLD = getattr(getattr(dist, "distributed_c10d", None), "_world", None) if AVAILABLE else None
+_DIRECT = _WORLD is not None and hasattr(_WORLD, "_default_pg")
+
+
 def is_local(spec: Any) -> bool:
     """Whether ``spec`` reduces over no other rank now, told cheaply (no group: ``None``,
     or ``"auto"`` before ``torch.distributed`` is initialised)."""
-    return spec is None or (spec.__class__ is str and not (AVAILABLE and dist.is_initialized()))
+    if spec is None:
+        return True
+    if spec.__class__ is not str:
+        return False
+    return _WORLD._default_pg is None if _DIRECT else not (AVAILABLE and dist.is_initialized())
 
 
 def active_group(spec: Any) -> Any:

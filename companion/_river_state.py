@@ -44,11 +44,23 @@ def _identity(x: Any) -> Any:
 
 
 _FLOAT32 = struct.Struct("f")
+# Veltkamp's splitting (Dekker, 1971): for a double x, with c = 2^29 + 1 and g = c x, the
+# sum g + (x - g) is x rounded to nearest on 53 - 29 = 24 significant bits, which is float32's
+# rounding wherever float32 has all 24 bits and c x cannot overflow: 2^-126 <= |x| < 2^127.
+# Three float operations, where ``struct`` costs microseconds on the cold caches right
+# after an optimizer step (River rounds at each update). Tested against ``struct`` on every
+# kind of double, ties (which go to the even neighbour) included.
+_SPLITTER = 2.0**29 + 1.0
+_NORMAL32 = (2.0**-126, 2.0**127)
 
 
 def _round32(x: float) -> float:
     """``x`` rounded to float32 (infinite beyond its range, as ``.to(torch.float32)``)."""
-    try:
+    lo, hi = _NORMAL32
+    if lo <= x < hi or -hi < x <= -lo:
+        g = _SPLITTER * x
+        return g + (x - g)
+    try:  # zero, subnormal, near or beyond float32's largest, NaN, infinite
         return _FLOAT32.unpack(_FLOAT32.pack(x))[0]
     except OverflowError:  # e.g. a float64 variance reduced over ranks
         return math.copysign(math.inf, x)
@@ -72,7 +84,7 @@ def batch_variance(losses: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """
     x = losses.detach() if losses.requires_grad else losses
     x = x if x.dtype == dtype else x.to(dtype)
-    if dtype == torch.float32 and x.device.type == "cpu":
+    if dtype == torch.float32 and x.is_cpu:
         return torch.var_mean(x, correction=0)[0]
     return torch.var_mean(x - x[0], correction=0)[0]
 

@@ -804,6 +804,22 @@ def test_auto_without_torch_distributed_is_the_local_river(monkeypatch):
         assert torch.equal(auto.observe(b), local.observe(b))
 
 
+def test_is_local_without_the_direct_probe(monkeypatch):
+    """Where torch lacks the default group's slot, is_local asks dist.is_initialized()."""
+    import torch.distributed as dist
+
+    from companion import _river_dist
+
+    if not dist.is_available():
+        pytest.skip("torch.distributed unavailable")
+    assert _river_dist._DIRECT  # this torch has it: the probe is what runs here
+    monkeypatch.setattr(_river_dist, "_DIRECT", False)
+    for initialised in (False, True):
+        monkeypatch.setattr(dist, "is_initialized", lambda flag=initialised: flag)
+        assert _river_dist.is_local("auto") is not initialised
+        assert _river_dist.is_local(None)
+
+
 def test_dtype_and_device_codes_do_not_collide():
     """The descriptor that catches ranks with different dtypes tells every dtype apart."""
     from companion._river_dist import code
@@ -823,10 +839,16 @@ def test_explicit_process_group_of_one_process_is_local_and_deep_copies():
 
     if not dist.is_available():
         pytest.skip("torch.distributed unavailable")
+    from companion import _river_dist
+
     assert not dist.is_initialized()
+    assert _river_dist.is_local("auto") and _river_dist.is_local(None)
     dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
     try:
+        # "auto" reads the default group's slot directly: it sees the group at once.
+        assert not _river_dist.is_local("auto") and _river_dist.is_local(None)
         group = dist.new_group([0])
+        assert not _river_dist.is_local(group)
         river, local = River(process_group=group), River(process_group=None)
         batches = random_batches(6, seed=4)
         for b in batches[:3]:

@@ -219,3 +219,55 @@ def test_float64_values_beyond_float32_load_as_infinite():
     river._update(river._k.load(torch.tensor(2.5e59, dtype=torch.float64)), None)
     after = river.state_dict()["state"]
     assert all(torch.equal(before[k], after[k]) for k in ("v", "r", "step", "weights"))
+
+
+def _struct_round32(x: float) -> float:
+    """The reference: float32 rounding by the C library (``struct``), inf beyond its range."""
+    import struct
+
+    try:
+        return struct.unpack("f", struct.pack("f", x))[0]
+    except OverflowError:
+        return math.copysign(math.inf, x)
+
+
+def _same_float(a: float, b: float) -> bool:
+    return (math.isnan(a) and math.isnan(b)) or (
+        a == b and math.copysign(1, a) == math.copysign(1, b)
+    )
+
+
+def test_float32_rounding_of_the_host_state_matches_the_c_library():
+    """The host state's float32 rounding (Veltkamp's splitting in float32's normal range,
+    ``struct`` elsewhere) equals ``struct``'s on every kind of double: random bit patterns
+    (NaNs, infinities, subnormals, every exponent), the edges of the range, and ties, the
+    doubles halfway between two float32 neighbours, which go to the even one."""
+    from companion._river_state import HOST_SCALARS
+
+    fit = HOST_SCALARS[torch.float32]
+    rng = np.random.default_rng(0)
+    doubles = rng.integers(0, 2**64, 200_000, dtype=np.uint64).view(np.float64).tolist()
+    near = np.exp(rng.uniform(-95.0, 95.0, 100_000)) * rng.choice([-1.0, 1.0], 100_000)
+    low, high = 2.0**-126, 2.0**127
+    edges = [low, -low, high, -high, math.nextafter(low, 0), math.nextafter(high, 0)]
+    edges += [3.4028234663852886e38, 3.4028235677973366e38, 1e-45, 0.0, -0.0]
+    edges += [math.nan, math.inf, -math.inf, math.nextafter(high, math.inf)]
+    for x in doubles + near.tolist() + edges:
+        assert _same_float(fit(x), _struct_round32(x)), x
+    # Ties: a float32 and its upper neighbour, their mean (exact in float64).
+    lower = (rng.uniform(1.0, 2.0, 50_000) * 2.0 ** rng.integers(-125, 127, 50_000)).astype(
+        np.float32
+    )
+    upper = np.nextafter(lower, np.float32(np.inf))
+    for a, b in zip(lower.tolist(), upper.tolist(), strict=True):
+        tie = (a + b) / 2
+        assert fit(tie) == _struct_round32(tie) and fit(-tie) == -fit(tie), tie
+        even = a if struct_bits(a) % 2 == 0 else b
+        assert fit(tie) == even
+
+
+def struct_bits(x: float) -> int:
+    """The bits of float32 ``x`` as an integer (its last bit tells odd from even)."""
+    import struct
+
+    return struct.unpack("<I", struct.pack("<f", x))[0]
