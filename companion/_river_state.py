@@ -31,7 +31,8 @@ def _host_where(cond: Any, a: Any, b: Any) -> Any:
 
 
 def _host_clamp(x: Any, lo: Any, hi: Any) -> Any:
-    return min(max(x, lo), hi)
+    """``torch.clamp`` on scalars (NaN stays NaN), by comparisons: no builtin called."""
+    return lo if x < lo else hi if x > hi else x
 
 
 def _host_lerp(a: Any, b: Any, w: Any) -> Any:

@@ -271,3 +271,14 @@ def struct_bits(x: float) -> int:
     import struct
 
     return struct.unpack("<I", struct.pack("<f", x))[0]
+
+
+def test_host_clamp_is_torch_clamp():
+    """The host state's clamp gives torch.clamp's value, NaN and infinities included."""
+    from companion._river_state import _host_clamp
+
+    values = [math.nan, -math.inf, -1.0, 0.0, 0.1, 0.5, 1.0, 9.99, 10.0, 10.5, math.inf]
+    for lo, hi in ((0.1, 10.0), (1.0, 1.0), (0.5, 2.0)):
+        for x in values:
+            expected = float(torch.clamp(torch.tensor(x, dtype=torch.float64), lo, hi))
+            assert _same_float(_host_clamp(x, lo, hi), expected), (x, lo, hi)
