@@ -196,6 +196,108 @@ def test_built_chapters_offer_source_and_notebook_downloads():
         assert (HTML / "_sources" / "book" / f"{page.stem}.md").is_file()
 
 
+def section_reference_mismatches(pages: list[Path]) -> list[str]:
+    """Links whose text names a section by number ("section 6.2.3") that the heading
+    they point to does not carry: the numbers are typed in the text, the headings'
+    numbers come from the build, and a section moved changes only the latter."""
+    link = re.compile(
+        r'<a class="reference internal" href="([^"#]*)#([^"]+)">'
+        r'<span class="std std-ref">[Ss]ections? (\d+(?:\.\d+)*)</span>'
+    )
+    wrong = []
+    for page in pages:
+        for target, anchor, number in link.findall(page.read_text(encoding="utf-8")):
+            html = (page.parent / target if target else page).read_text(encoding="utf-8")
+            at = html.find(f'id="{anchor}"')
+            heading = re.search(r'<span class="section-number">([\d.]+?)\.? </span>', html[at:])
+            shown = heading.group(1) if at >= 0 and heading else None
+            if shown != number:
+                wrong.append(
+                    f"{page.name}: 'section {number}' links to #{anchor}, numbered {shown}"
+                )
+    return wrong
+
+
+def test_section_numbers_typed_in_links_match_their_headings():
+    assert section_reference_mismatches(_chapter_pages()) == []
+
+
+def test_the_section_number_check_catches_a_wrong_number(tmp_path):
+    (tmp_path / "a.html").write_text(
+        '<span id="sec-x"></span><h2><span class="section-number">6.2.3 </span>X</h2>'
+    )
+    page = tmp_path / "b.html"
+    for typed, expected in (("6.2.3", []), ("6.2.2", ["numbered 6.2.3"])):
+        page.write_text(
+            '<a class="reference internal" href="a.html#sec-x">'
+            f'<span class="std std-ref">section {typed}</span></a>'
+        )
+        found = section_reference_mismatches([page])
+        assert [w.split(", ")[-1] for w in found] == expected
+
+
+def test_inline_math_keeps_the_punctuation_after_it_on_its_line():
+    """The math_punctuation extension wraps a formula and the marks right after it."""
+    import importlib.util
+
+    from docutils import nodes
+
+    spec = importlib.util.spec_from_file_location(
+        "math_punctuation", BOOK / "_ext" / "math_punctuation.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def paragraph(*parts):
+        return nodes.paragraph("", "", *parts)
+
+    glued = paragraph(nodes.Text("with "), nodes.math("", "s"), nodes.Text("). Show that"))
+    untouched = [
+        paragraph(nodes.Text("a "), nodes.math("", "x"), nodes.Text(" and b")),
+        paragraph(nodes.Text("end "), nodes.math("", "y")),
+        paragraph(nodes.math("", "z"), nodes.inline("", ",")),
+    ]
+    document = nodes.section("", glued, *untouched)
+    before = [p.pformat() for p in untouched]
+    assert module.glue_punctuation(document) == 1
+    assert glued.astext() == "with s). Show that"
+    group = glued[1]
+    assert isinstance(group, nodes.inline) and group["classes"] == ["nowrap"]
+    assert [c.astext() for c in group] == ["s", ")."] and glued[2].astext() == " Show that"
+    assert [p.pformat() for p in untouched] == before
+    assert module.glue_punctuation(document) == 0  # idempotent
+
+
+def test_built_pages_wrap_no_punctuation_away_from_inline_math():
+    loose = re.compile(r'nohighlight">\\\((?:(?!</span>).)*?\\\)</span>[.,;:]')
+    wrapped = re.compile(r'<span class="nowrap"><span class="math notranslate nohighlight">')
+    pages = _chapter_pages()
+    assert sum(len(wrapped.findall(p.read_text(encoding="utf-8"))) for p in pages) > 50
+    for page in pages:
+        html = page.read_text(encoding="utf-8")
+        for match in loose.finditer(html):
+            start = html.rfind("<span", 0, match.start())
+            assert html[:start].endswith('<span class="nowrap">'), (page.name, match.group())
+
+
+def test_figure_and_table_numbers_carry_their_page_number():
+    """A figure of section 6.3 is "Fig. 6.3.k"; one of an unnumbered page (the appendix)
+    "Fig. A.k": never a "Fig. 6.1" that reads as section 6.1's."""
+    caption = re.compile(r'<span class="caption-number">(?:Fig\.|Table) ([\w.]+) </span>')
+    title = re.compile(r'<h1><span class="section-number">([\d.]+) </span>')
+    seen = 0
+    for page in _chapter_pages():
+        html = page.read_text(encoding="utf-8")
+        heading = title.search(html)
+        for number in caption.findall(html):
+            seen += 1
+            if heading:
+                assert number.startswith(heading.group(1) + "."), (page.name, number)
+            else:
+                assert re.fullmatch(r"[A-Z]\.\d+", number), (page.name, number)
+    assert seen > 20
+
+
 def _chromium() -> str:
     for name in ("chromium", "chromium-browser", "google-chrome"):
         found = shutil.which(name)

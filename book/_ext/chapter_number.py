@@ -3,7 +3,8 @@
 Sphinx numbers a toctree from 1. The sections of this book are sections of the chapter
 *6 More advanced optimization ideas*, so every section, figure, equation and proof
 number of the numbered part gets the chapter number ``chapter_number`` (default 6) in
-front. The numbers are assigned afresh on every build (``env-get-updated``); this
+front; the figures and tables of an unnumbered page (the appendix) get a letter instead,
+"Fig. A.1". The numbers are assigned afresh on every build (``env-get-updated``); this
 handler runs right after Sphinx's own assignment and prefixes them.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 from docutils import nodes
 
 
-def _prefix(numbers: tuple[int, ...], chapter: int) -> tuple[int, ...]:
+def _prefix(numbers: tuple[int, ...], chapter: int | str) -> tuple[int | str, ...]:
     return (chapter, *numbers) if numbers else numbers
 
 
@@ -28,11 +29,37 @@ def _prefix_numbers(app, env) -> list[str]:
         title = env.titles.get(docname)
         if title is not None and title.get("secnumber"):
             title["secnumber"] = [chapter, *title["secnumber"]]
-    for kinds in env.toc_fignumbers.values():
+    letters = _appendix_letters(env)
+    for docname, kinds in env.toc_fignumbers.items():
+        prefix = letters.get(docname, chapter)
         for ids in kinds.values():
             for node_id, numbers in ids.items():
-                ids[node_id] = _prefix(numbers, chapter)
+                ids[node_id] = _prefix(numbers, prefix)
     return []
+
+
+def _reading_order(env) -> list[str]:
+    """Every document of the toctree, in reading order (depth first from the root)."""
+    order: list[str] = []
+
+    def visit(docname: str) -> None:
+        if docname in order:
+            return
+        order.append(docname)
+        for child in env.toctree_includes.get(docname, []):
+            visit(child)
+
+    visit(env.config.root_doc)
+    return order
+
+
+def _appendix_letters(env) -> dict[str, str]:
+    """A, B, ... for the unnumbered documents that number figures or tables, in reading
+    order: their "Fig. 1" becomes "Fig. A.1", never a "Fig. 6.1" that reads as section 6.1's."""
+    numbered = {doc for doc, anchors in env.toc_secnumbers.items() if anchors}
+    with_numbers = {doc for doc, kinds in env.toc_fignumbers.items() if any(kinds.values())}
+    unnumbered = [d for d in _reading_order(env) if d in with_numbers and d not in numbered]
+    return {doc: chr(ord("A") + i) for i, doc in enumerate(unnumbered)}
 
 
 def setup(app):
