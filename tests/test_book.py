@@ -85,6 +85,24 @@ assert x == 3, "deliberately broken cell"
 """
 
 
+def test_code_a_reader_can_open_fits_the_column():
+    """The column holds 88 characters of code at 1280 px (book.css): a visible or folded
+    (``hide-input``) cell never needs sideways scrolling once opened."""
+    long_lines = []
+    for chapter in CHAPTERS:
+        tags, inside = "", False
+        for number, line in enumerate(chapter.read_text(encoding="utf-8").splitlines(), 1):
+            if line.startswith("```{code-cell}"):
+                tags, inside = "", True
+            elif inside and line.startswith("```"):
+                inside = False
+            elif inside and line.startswith(":tags:"):
+                tags = line
+            elif inside and len(line) > 88 and not line.startswith(":") and "remove" not in tags:
+                long_lines.append(f"{chapter.name}:{number}: {len(line)} characters")
+    assert long_lines == []
+
+
 def test_a_broken_cell_fails_the_notebook_run(tmp_path):
     shutil.copy(BOOK / "conftest.py", tmp_path / "conftest.py")
     (tmp_path / "broken_chapter.md").write_text(BROKEN)
@@ -266,6 +284,27 @@ def test_inline_math_keeps_the_punctuation_after_it_on_its_line():
     assert [c.astext() for c in group] == ["s", ")."] and glued[2].astext() == " Show that"
     assert [p.pformat() for p in untouched] == before
     assert module.glue_punctuation(document) == 0  # idempotent
+
+
+def test_solution_titles_link_from_the_word_exercise():
+    """sphinx-exercise's "Solution to" + link(" Exercise 6.2.1"): the space leaves the link."""
+    import importlib.util
+
+    from docutils import nodes
+
+    spec = importlib.util.spec_from_file_location(
+        "solution_titles", BOOK / "_ext" / "solution_titles.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    link = nodes.reference("", "", nodes.Text(" Exercise 6.2.1"), refid="ex")
+    title = nodes.title("", "", nodes.Text("Solution to"), link)
+    assert module.move_leading_space_out_of_links(title)
+    assert [c.astext() for c in title] == ["Solution to ", "Exercise 6.2.1"]
+    assert not module.move_leading_space_out_of_links(title)  # nothing left to move
+    for page in _chapter_pages():
+        html = page.read_text(encoding="utf-8")
+        assert not re.search(r"Solution to<a [^>]*>\s", html), page.name
 
 
 def test_built_pages_wrap_no_punctuation_away_from_inline_math():

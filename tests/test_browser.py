@@ -8,6 +8,8 @@ typeset it, and audited for what a reader must never meet:
 * ``page-overflow``: a page that scrolls sideways (at either width);
 * ``wide-equation``: a display equation wider than its column (at 1280 px), or one that
   is clipped instead of scrolling (at 420 px);
+* ``wide-inline-math``: an inline formula wider than its line, which cuts it off (at
+  either width: it can neither wrap nor scroll);
 * ``repr-output``: a visible output that is a raw Python repr (a tuple, dict, list,
   ``np.float64(...)``, ``array(...)``, ``tensor(...)``, an object address, a bare number);
 * ``noisy-output``: a warning, traceback, temporary path or progress bar in an output;
@@ -79,6 +81,16 @@ AUDIT = r"""
       const style = getComputedStyle(el);
       const scrolls = ['auto', 'scroll'].includes(style.overflowX) && el.scrollWidth > el.clientWidth;
       if (!scrolls) add('wide-equation', el, `clipped: ${Math.round(need)}px in ${column}px`);
+    }
+  }
+  // inline formulas: one wider than its line is cut off (it cannot wrap, nor scroll)
+  for (const el of main.querySelectorAll('mjx-container:not([display="true"])')) {
+    if (!visible(el)) continue;
+    const block = el.parentElement.closest('p, li, td, th, dd, dt, figcaption, div');
+    if (!block) continue;
+    const line = block.getBoundingClientRect(), box = el.getBoundingClientRect();
+    if (box.right > line.right + 2 || box.left < line.left - 2) {
+      add('wide-inline-math', el, `${Math.round(box.width)}px in a ${Math.round(line.width)}px line`);
     }
   }
   // outputs: raw reprs and noise
@@ -183,6 +195,7 @@ def test_the_audit_finds_every_defect_class_on_a_broken_page():
     expected = {
         "wide-block",
         "wide-equation",
+        "wide-inline-math",
         "repr-output",
         "noisy-output",
         "caption-math",
@@ -193,6 +206,7 @@ def test_the_audit_finds_every_defect_class_on_a_broken_page():
     }
     assert expected <= wide, f"not found at 1280 px: {sorted(expected - wide)}"
     assert "wide-equation" in narrow, "a clipped equation at 420 px was not found"
+    assert "wide-inline-math" in narrow, "a clipped inline formula at 420 px was not found"
 
 
 def test_the_audit_passes_a_clean_page():
