@@ -42,8 +42,10 @@ class River:
 
     Parameters
     ----------
-    beta_v, beta_r : float, default 0.99, 0.999
-        Rates of the fast average :math:`u_t` and the slow reference :math:`r_t`, in (0, 1).
+    beta_v : float, default 0.99
+        :math:`\beta_v \in (0, 1)`, the rate of the fast average :math:`u_t`.
+    beta_r : float, default 0.999
+        :math:`\beta_r \in (0, 1)`, the rate of the slow reference :math:`r_t`.
     eps : float, default 1e-8
         :math:`\epsilon > 0`.
     eps_mode : {"relative", "absolute"}, default "relative"
@@ -129,14 +131,19 @@ class River:
 
     # ------------------------------------------------------------------ configuration
     # Read-only: the hyperparameters change only through load_state_dict.
-    beta_v = property(lambda self: self._cfg["beta_v"], doc="Rate of u_t.")
-    beta_r = property(lambda self: self._cfg["beta_r"], doc="Rate of r_t.")
-    eps = property(lambda self: self._cfg["eps"], doc="The epsilon of the denominator.")
+    beta_v = property(
+        lambda self: self._cfg["beta_v"], doc=r"The rate :math:`\beta_v` of :math:`u_t`."
+    )
+    beta_r = property(
+        lambda self: self._cfg["beta_r"], doc=r"The rate :math:`\beta_r` of :math:`r_t`."
+    )
+    eps = property(lambda self: self._cfg["eps"], doc=r"The :math:`\epsilon` of the denominator.")
     eps_mode = property(lambda self: self._cfg["eps_mode"], doc='"relative" or "absolute".')
-    clip = property(lambda self: self._cfg["clip"], doc="(rho_min, rho_max).")
+    clip = property(lambda self: self._cfg["clip"], doc=r":math:`(\rho_{\min}, \rho_{\max})`.")
     init = property(lambda self: self._cfg["init"], doc="How both averages start.")
     use_current_batch = property(
-        lambda self: self._cfg["use_current_batch"], doc="Whether rho_t (not rho_{t-1}) is applied."
+        lambda self: self._cfg["use_current_batch"],
+        doc=r"Whether :math:`\rho_t` (not :math:`\rho_{t-1}`) is applied.",
     )
     dtype = property(
         lambda self: self._cfg["dtype"], doc="The state's dtype, or None for the losses'."

@@ -103,6 +103,19 @@ def test_code_a_reader_can_open_fits_the_column():
     assert long_lines == []
 
 
+def test_no_directive_fence_carries_a_backtick_in_its_argument():
+    """CommonMark forbids a backtick in a backtick fence's info string: such a line opens
+    no directive, and the next fence then swallows the cells after it (as a caption with
+    {eq}`...` in it did: the notebook ran without its import cell)."""
+    broken = [
+        f"{chapter.name}:{number}"
+        for chapter in CHAPTERS
+        for number, line in enumerate(chapter.read_text(encoding="utf-8").splitlines(), 1)
+        if re.match(r"\s*```+\{", line) and "`" in line.lstrip().lstrip("`")
+    ]
+    assert broken == []
+
+
 def test_a_broken_cell_fails_the_notebook_run(tmp_path):
     shutil.copy(BOOK / "conftest.py", tmp_path / "conftest.py")
     (tmp_path / "broken_chapter.md").write_text(BROKEN)
@@ -425,6 +438,68 @@ def test_every_departure_note_is_folded_labelled_and_listed():
     html = listing.read_text()
     listed = re.findall(r'href="[^"#]*#(departure-[\w-]+)"', html)
     assert sorted(listed) == sorted(notes), "the appendix does not list exactly the notes"
+
+
+def test_departure_listing_keeps_the_first_sentence_math_and_references():
+    """The appendix lists each note's first sentence as nodes (math is typeset there,
+    references resolve), not as text: no raw LaTeX, no label names, no cut words."""
+    import importlib.util
+
+    from docutils import nodes
+    from sphinx import addnodes
+
+    spec = importlib.util.spec_from_file_location("departures", BOOK / "_ext" / "departures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    xref = addnodes.pending_xref("", nodes.Text("eq-62-wsd"), reftype="eq", refdomain="math")
+    note = nodes.admonition(
+        "",
+        nodes.title("", "Departure from the draft"),
+        nodes.paragraph(
+            "",
+            "",
+            nodes.Text("Reddi et al. show that "),
+            nodes.math("", r"\hat v_t"),
+            nodes.Text(" grows, e.g. in "),
+            xref,
+            nodes.Text(". The draft says otherwise."),
+        ),
+    )
+    sentence = module.first_sentence(note)
+    assert "".join(n.astext() for n in sentence) == (
+        r"Reddi et al. show that \hat v_t grows, e.g. in eq-62-wsd."
+    )
+    assert [type(n).__name__ for n in sentence] == [
+        "Text", "math", "Text", "pending_xref", "Text"
+    ]  # fmt: skip
+    listing = HTML / "book" / "departures.html"
+    if listing.is_file():
+        html = listing.read_text(encoding="utf-8")
+        body = html[html.find("<main") :]
+        without_math = re.sub(r'<span class="math[^"]*">.*?</span>', "", body, flags=re.S)
+        text = re.sub(r"<[^>]+>", "", without_math)
+        assert "…" not in text and not re.search(r"\beq-6\d-", text)
+        assert not re.search(r"\\(?:eta|beta|hat|alpha|frac|sqrt|big)", text), text
+
+
+def test_bibliography_labels_print_accents_not_latex():
+    """Labels are built from the .bib's surnames, which spell accents in LaTeX."""
+    import importlib.util
+
+    from pybtex.database import Person
+
+    spec = importlib.util.spec_from_file_location(
+        "author_year_bib", BOOK / "_ext" / "author_year_bib.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module._surname(Person("Alexandre D{\\'e}fossez")) == "Défossez"
+    assert module._surname(Person('Alexander H{\\"a}gele')) == "Hägele"
+    assert module._surname(Person("von Werra, Leandro")) == "von Werra"
+    page = HTML / "book" / "bibliography.html"
+    if page.is_file():
+        html = page.read_text(encoding="utf-8")
+        assert "Défossez et al., 2022" in html and "\\'" not in html and '\\"' not in html
 
 
 def test_a_chapter_is_skipped_only_when_the_build_ran_exactly_it_without_error(

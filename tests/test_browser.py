@@ -8,6 +8,7 @@ typeset it, and audited for what a reader must never meet:
 * ``page-overflow``: a page that scrolls sideways (at either width);
 * ``wide-equation``: a display equation wider than its column (at 1280 px), or one that
   is clipped instead of scrolling (at 420 px);
+* ``untypeset-math``: math left as raw TeX (a page that did not load MathJax);
 * ``wide-inline-math``: an inline formula wider than its line, which cuts it off (at
   either width: it can neither wrap nor scroll);
 * ``repr-output``: a visible output that is a raw Python repr (a tuple, dict, list,
@@ -81,6 +82,12 @@ AUDIT = r"""
       const style = getComputedStyle(el);
       const scrolls = ['auto', 'scroll'].includes(style.overflowX) && el.scrollWidth > el.clientWidth;
       if (!scrolls) add('wide-equation', el, `clipped: ${Math.round(need)}px in ${column}px`);
+    }
+  }
+  // math that MathJax never typeset (the page did not load it): raw TeX on the page
+  for (const el of main.querySelectorAll('span.math, div.math')) {
+    if (visible(el) && !el.querySelector('mjx-container') && el.textContent.trim()) {
+      add('untypeset-math', el, el.textContent.trim());
     }
   }
   // inline formulas: one wider than its line is cut off (it cannot wrap, nor scroll)
@@ -196,6 +203,7 @@ def test_the_audit_finds_every_defect_class_on_a_broken_page():
         "wide-block",
         "wide-equation",
         "wide-inline-math",
+        "untypeset-math",
         "repr-output",
         "noisy-output",
         "caption-math",

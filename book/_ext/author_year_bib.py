@@ -12,12 +12,14 @@ from collections import Counter
 from typing import Any
 
 from pybtex.plugin import register_plugin
+from pybtex.richtext import Text
 from pybtex.style.formatting.plain import Style as PlainStyle
 from pybtex.style.labels import BaseLabelStyle
 
 
 def _surname(person: Any) -> str:
-    return " ".join(person.prelast_names + person.last_names).replace("{", "").replace("}", "")
+    """The printed surname: LaTeX accents and braces decoded ("D{\\'e}fossez" -> "Défossez")."""
+    return Text.from_latex(" ".join(person.prelast_names + person.last_names)).render_as("text")
 
 
 def _label(entry: Any) -> str:

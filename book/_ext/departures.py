@@ -11,7 +11,9 @@ import re
 from typing import Any
 
 from docutils import nodes
+from sphinx import addnodes
 from sphinx.application import Sphinx
+from sphinx.transforms.post_transforms import SphinxPostTransform
 from sphinx.util.docutils import SphinxDirective
 
 
@@ -24,12 +26,28 @@ class DeparturesDirective(SphinxDirective):
         return [departure_list()]
 
 
-def _first_sentence(node: nodes.Element) -> str:
-    body = [c for c in node.children if not isinstance(c, nodes.title)]
-    text = " ".join(c.astext() for c in body).replace("\n", " ")
-    match = re.match(r"(.+?[.!?])(\s|$)", text)
-    sentence = match.group(1) if match else text
-    return sentence if len(sentence) <= 200 else sentence[:197].rstrip() + "…"
+# A sentence ends at . ! or ? before a space or the end, but not in "et al." "e.g." "i.e."
+_SENTENCE_END = re.compile(r"(?<!\bal)(?<!\be\.g)(?<!\bi\.e)[.!?](?=\s|$)")
+
+
+def first_sentence(note: nodes.Element) -> list[nodes.Node]:
+    """The note's first sentence: copies of its first paragraph's nodes up to the first
+    sentence end, math and cross-references included (they are rendered, and resolved,
+    on the listing's page)."""
+    paragraph = next(iter(note.findall(nodes.paragraph)), None)
+    if paragraph is None:
+        return [nodes.Text(note.astext())]
+    out: list[nodes.Node] = []
+    for child in paragraph.children:
+        if isinstance(child, nodes.Text):
+            end = _SENTENCE_END.search(child.astext())
+            if end:
+                out.append(nodes.Text(child.astext()[: end.end()]))
+                return out
+            out.append(nodes.Text(child.astext()))
+        else:
+            out.append(child.deepcopy())
+    return out
 
 
 def _collect(app: Sphinx, doctree: nodes.document) -> None:
@@ -43,7 +61,7 @@ def _collect(app: Sphinx, doctree: nodes.document) -> None:
         while parent is not None and not isinstance(parent, nodes.section):
             parent = parent.parent
         title = parent[0].astext() if parent is not None else ""
-        found.append((labels[0] if labels else node["ids"][0], title, _first_sentence(node)))
+        found.append((labels[0] if labels else node["ids"][0], title, first_sentence(node)))
     notes[app.env.docname] = found
 
 
@@ -56,21 +74,39 @@ def _merge(app: Sphinx, env: Any, docnames: Any, other: Any) -> None:
     env.departure_notes.update(getattr(other, "departure_notes", {}))
 
 
-def _resolve(app: Sphinx, doctree: nodes.document, fromdocname: str) -> None:
+class DepartureListing(SphinxPostTransform):
+    """Replace the placeholder by the list, before the page's references are resolved
+    (priority 10): those of the copied sentences then resolve from this page."""
+
+    default_priority = 5
+
+    def run(self, **kwargs: Any) -> None:
+        for placeholder in list(self.document.findall(departure_list)):
+            listing = _listing(self.app, self.env.docname)
+            if any(True for _ in listing.findall(nodes.math)):  # the page then loads MathJax
+                self.env.get_domain("math").data["has_equations"][self.env.docname] = True
+            placeholder.replace_self(listing)
+
+
+def _listing(app: Sphinx, fromdocname: str) -> nodes.Node:
     notes = getattr(app.env, "departure_notes", {})
     order = {doc: i for i, doc in enumerate(_reading_order(app))}
-    for placeholder in list(doctree.findall(departure_list)):
-        listing = nodes.bullet_list()
-        for docname in sorted(notes, key=lambda d: order.get(d, len(order))):
-            for label, title, sentence in notes[docname]:
-                uri = app.builder.get_relative_uri(fromdocname, docname) + "#" + label
-                para = nodes.paragraph()
-                page = app.env.titles[docname].astext() if docname in app.env.titles else docname
-                where = f"{page} › {title}" if title and title != page else page
-                para += nodes.reference("", where, internal=True, refuri=uri)
-                para += nodes.Text(" — " + sentence)
-                listing += nodes.list_item("", para)
-        placeholder.replace_self(listing if len(listing) else nodes.paragraph(text="(none)"))
+    listing = nodes.bullet_list()
+    for docname in sorted(notes, key=lambda d: order.get(d, len(order))):
+        for label, title, sentence in notes[docname]:
+            uri = app.builder.get_relative_uri(fromdocname, docname) + "#" + label
+            para = nodes.paragraph()
+            page = app.env.titles[docname].astext() if docname in app.env.titles else docname
+            where = f"{page} › {title}" if title and title != page else page
+            para += nodes.reference("", where, internal=True, refuri=uri)
+            para += nodes.Text(" — ")
+            for node in sentence:
+                copy = node.deepcopy()
+                for xref in copy.findall(addnodes.pending_xref, include_self=True):
+                    xref["refdoc"] = fromdocname  # resolved from here, not from the note's page
+                para += copy
+            listing += nodes.list_item("", para)
+    return listing if len(listing) else nodes.paragraph(text="(none)")
 
 
 def _reading_order(app: Sphinx) -> list[str]:
@@ -94,5 +130,5 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("doctree-read", _collect)
     app.connect("env-purge-doc", _purge)
     app.connect("env-merge-info", _merge)
-    app.connect("doctree-resolved", _resolve)
-    return {"parallel_read_safe": True, "parallel_write_safe": True, "env_version": 1}
+    app.add_post_transform(DepartureListing)
+    return {"parallel_read_safe": True, "parallel_write_safe": True, "env_version": 2}

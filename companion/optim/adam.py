@@ -1,8 +1,8 @@
 r"""Adam and AdamW (section 6.3): the optimizers on the kernel of :mod:`.adam_kernels`.
 
-:class:`Adam` is the algorithm ``alg-63-adam`` of section 6.3.1 with L2 weight decay coupled into the
+:class:`Adam` is :prf:ref:`alg-63-adam` of section 6.3.1 with L2 weight decay coupled into the
 gradient; :class:`AdamW` decouples the decay, in PyTorch's convention
-(equation ``eq-63-adamw-torch``) or Loshchilov & Hutter's (``eq-63-adamw-paper``).
+(equation :eq:`eq-63-adamw-torch`) or Loshchilov & Hutter's, equation :eq:`eq-63-adamw-paper`.
 The kernels are re-exported here (section 6.3.1 shows :func:`adam_reference`).
 """
 
@@ -103,16 +103,21 @@ PARAMS_DOC = """params : iterable
     eps : float
         :math:`\\epsilon \\ge 0`, added to :math:`\\sqrt{\\hat v}`."""
 
-FLAGS_DOC = """maximize : bool
+PATH_FLAGS_DOC = """maximize : bool
         Maximize the objective (the gradient's sign is flipped).
     foreach : bool, optional
         ``True``: multi-tensor path; ``False``: reference path; ``None`` (default): the
         multi-tensor path where ``torch.optim`` would pick it (all parameters on CUDA).
     fused : bool, optional
-        ``True``: PyTorch's fused kernel, where it computes exactly this update.
+        ``True``: PyTorch's fused kernel, where it computes exactly this update."""
+
+FLAGS_DOC = (
+    PATH_FLAGS_DOC
+    + """
     capturable, differentiable : bool
         Accepted as ``False`` only, as ``torch.optim`` spells them; ``True`` raises
         ``ValueError`` with the reason (step counters on the CPU; in-place updates)."""
+)
 
 
 class Adam(_AdamFamily):
@@ -374,9 +379,9 @@ class AdamW(_AdamFamily):
         return group.get("initial_lr", group.get("decay_base_lr", group["lr"]))
 
 
-def _fill_doc(cls: type) -> type:
+def _fill_doc(cls: type, flags: str = FLAGS_DOC) -> type:
     """Insert the argument descriptions every Adam-family class shares."""
-    cls.__doc__ = cls.__doc__.replace("{params}", PARAMS_DOC).replace("{flags}", FLAGS_DOC)
+    cls.__doc__ = cls.__doc__.replace("{params}", PARAMS_DOC).replace("{flags}", flags)
     return cls
 
 

@@ -1,6 +1,6 @@
 r"""AMSGrad (Reddi, Kale & Kumar, 2018) and its two common variants, on the Adam kernel.
 
-Section 6.3.3, algorithm ``alg-63-amsgrad``. The class is a thin front end: the
+Section 6.3.3, :prf:ref:`alg-63-amsgrad`. The class is a thin front end: the
 update is :func:`companion.optim.adam.adam_reference` (or its multi-tensor twin) with
 ``amsgrad=variant`` -- one vocabulary, :data:`~companion.optim.adam.AMSGRAD_VARIANTS`,
 for the class, the kernels and the book -- and ``lr_decay``.
@@ -14,7 +14,7 @@ from torch import Tensor
 
 from companion._validation import check_choice
 
-from .adam import AMSGRAD_VARIANTS, _AdamFamily, _fill_doc
+from .adam import AMSGRAD_VARIANTS, PATH_FLAGS_DOC, _AdamFamily, _fill_doc
 
 __all__ = ["AMSGrad"]
 
@@ -64,7 +64,7 @@ class AMSGrad(_AdamFamily):
         paper's theorem, applied on top of the group's ``lr`` (so a scheduler multiplies
         it). ``"none"``: :math:`\alpha_t = \alpha`, the group's ``lr`` as it is.
     {flags}
-        Available for ``variant="torch", lr_decay="none"`` only.
+        (``fused``: for ``variant="torch", lr_decay="none"`` only.)
 
     Notes
     -----
@@ -139,4 +139,4 @@ class AMSGrad(_AdamFamily):
         )
 
 
-_fill_doc(AMSGrad)
+_fill_doc(AMSGrad, PATH_FLAGS_DOC)  # no capturable/differentiable: not torch's class

@@ -400,8 +400,8 @@ class TiltedDoubleWell:
         Every chain starts at :attr:`shallow` and moves
         :math:`w_{t+1} = w_t - \eta_t\,(f'(w_t) + \sigma\,\zeta_t)`,
         :math:`\zeta_t \sim \mathcal N(0, 1)` independent across steps and chains.
-        A chain is in the deep basin when it lies beyond the barrier, :math:`w < `
-        :attr:`barrier`.
+        A chain is in the deep basin when it lies beyond the barrier: ``w < barrier``
+        (:attr:`barrier`).
 
         Parameters
         ----------

@@ -1,4 +1,4 @@
-r"""Closed-form learning-rate schedules (sections 6.2.1 and 6.4).
+r"""Closed-form learning-rate schedules (sections 6.2.2 and 6.4).
 
 Every constructor checks its arguments and returns a :class:`Schedule`: a small,
 frozen, pure function of the step. Steps are 0-based: ``s(t)`` is the learning

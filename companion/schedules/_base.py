@@ -1,5 +1,5 @@
 """The machinery every schedule shares: the base class, step selection, the phase chain,
-the warmup ramp, the decay shapes and the argument checks (section 6.2.1).
+the warmup ramp, the decay shapes and the argument checks (section 6.2.2).
 
 Private: the public names are re-exported by :mod:`companion.schedules`.
 """

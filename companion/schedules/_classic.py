@@ -1,4 +1,4 @@
-r"""The schedules of section 6.2.1: constant, warmup, cosine, step decay, SGDR, WSD, join.
+r"""The schedules of section 6.2.2: constant, warmup, cosine, step decay, SGDR, WSD, join.
 
 Private: the public names are re-exported by :mod:`companion.schedules`.
 """
@@ -64,7 +64,7 @@ class _LinearWarmup(_Composed):
 
 
 def linear_warmup(peak_lr: float, warmup_steps: int, init_lr: float = 0.0) -> Schedule:
-    r"""Linear warmup from ``init_lr`` to ``peak_lr`` over :math:`W` updates (6.2.1, 6.4).
+    r"""Linear warmup from ``init_lr`` to ``peak_lr`` over :math:`W` updates (6.2.2, 6.4).
 
     .. math::
 
@@ -73,7 +73,7 @@ def linear_warmup(peak_lr: float, warmup_steps: int, init_lr: float = 0.0) -> Sc
 
     so :math:`s(0) = \eta_{\text{init}} + (\eta_{\text{peak}} - \eta_{\text{init}})/W > 0`
     (the first update never has learning rate 0) and :math:`s(t) = \eta_{\text{peak}}`
-    for :math:`t \ge W - 1` (equation ``eq-62-warmup``). With ``init_lr = 0`` this is
+    for :math:`t \ge W - 1` (equation :eq:`eq-62-warmup`). With ``init_lr = 0`` this is
     PyTorch's ``LinearLR(start_factor=1/W, total_iters=W-1)``; optax's and Hugging
     Face's warmups use :math:`t/W` instead, so their first rate is 0.
 
@@ -127,7 +127,7 @@ def cosine(
     init_lr: float = 0.0,
     warmup_shape: str = "linear",
 ) -> Schedule:
-    r"""Cosine decay with an optional warmup (6.2.1, equation ``eq-62-cosine``; 6.4).
+    r"""Cosine decay with an optional warmup (6.2.2, equation :eq:`eq-62-cosine`; 6.4).
 
     .. math::
 
@@ -192,7 +192,7 @@ class _PiecewiseConstant(_Composed):
 
 
 def piecewise_constant(boundaries: Sequence[int], values: Sequence[float]) -> Schedule:
-    r"""Step decay / multi-stage schedule (6.2.1, equation ``eq-62-step``; 6.4).
+    r"""Step decay / multi-stage schedule (6.2.2, equation :eq:`eq-62-step`; 6.4).
 
     .. math::
 
@@ -295,7 +295,7 @@ def sgdr(
     final_lr: float = 0.0,
     peak_decay: float = 1.0,
 ) -> Schedule:
-    r"""Cosine annealing with warm restarts, SGDR (Loshchilov & Hutter 2017; 6.2.1).
+    r"""Cosine annealing with warm restarts, SGDR (Loshchilov & Hutter 2017; 6.2.2).
 
     Cycle :math:`k = 0, 1, \dots` lasts :math:`C_k = C m^k` steps and starts at
     :math:`S_k = C (m^k - 1)/(m - 1)` (:math:`S_k = kC` for :math:`m = 1`). With
@@ -375,7 +375,7 @@ def wsd(
     r"""Warmup-stable-decay, WSD (Hu et al. 2024; Hägele et al. 2024; Wen et al. 2024).
 
     Warmup, a long constant phase at the peak, and a short cooldown over the last
-    :math:`K` of :math:`T` steps (6.2.1, equation ``eq-62-wsd``). With
+    :math:`K` of :math:`T` steps (6.2.2, equation :eq:`eq-62-wsd`). With
     :math:`p = (t - (T - K))/K \in [0, 1)`,
 
     .. math::

@@ -1,5 +1,5 @@
 r"""The schedules practitioners bring from PyTorch, optax and Hugging Face: polynomial,
-exponential, inverse square root and one-cycle (section 6.2.1).
+exponential, inverse square root and one-cycle (section 6.2.2).
 
 Private: the public names are re-exported by :mod:`companion.schedules`.
 """

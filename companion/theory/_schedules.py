@@ -33,7 +33,7 @@ def sgd_bound(lrs: npt.ArrayLike, delta: float, L: float, sigma2: float) -> floa
     For SGD :math:`w_{t+1} = w_t - \eta_t g_t` with deterministic rates on an
     :math:`L`-smooth :math:`f` with :math:`f(w_0) - f^\star = \Delta` and gradients that
     are unbiased given the history, with :math:`\mathbb{E}[\|g_t\|^2 \mid \mathcal F_t]
-    \le \sigma^2` (the lemma's hypothesis; section 6.2, equation ``eq-62-bound``),
+    \le \sigma^2` (the lemma's hypothesis; section 6.2, equation :eq:`eq-62-bound`),
 
     .. math::
 
@@ -83,7 +83,7 @@ def best_constant_lr(delta: float, L: float, sigma2: float, T: int) -> tuple[flo
     r"""The constant rate that minimises Lemma 6.2.1's bound, and the bound there (6.4).
 
     With :math:`\eta_t = \eta` the bound is :math:`\Delta/(T\eta) + L\sigma^2\eta/2`,
-    minimised at (section 6.4, equation ``eq-64-eta-star``)
+    minimised at (section 6.4, equation :eq:`eq-64-eta-star`)
 
     .. math::
 
@@ -124,7 +124,7 @@ def min_warmup_steps(peak_lr: float, L0: float) -> int:
 
     A linear warmup's first rate is :math:`\eta_{\text{peak}}/W`; gradient descent is
     stable only if :math:`\eta\,S < 2`, so the first step needs (section 6.4, equation
-    ``eq-64-warmup-length``)
+    :eq:`eq-64-warmup-length`)
 
     .. math::
 
@@ -132,7 +132,7 @@ def min_warmup_steps(peak_lr: float, L0: float) -> int:
 
     Returned is the smallest integer satisfying it. The condition is *necessary*; it
     is sufficient only if the sharpness falls fast enough during warmup,
-    :math:`S_t \le 2W/((t+1)\eta_{\text{peak}})` (equation ``eq-64-warmup-all``).
+    :math:`S_t \le 2W/((t+1)\eta_{\text{peak}})` (equation :eq:`eq-64-warmup-all`).
 
     Parameters
     ----------
@@ -167,7 +167,7 @@ def _taylor(peak_lr: Any, name: str, steps: Any, total_steps: Any, formula: Any)
 
 
 def cosine_early_approx(peak_lr: float, t: npt.ArrayLike, total_steps: int) -> Any:
-    r"""Early-phase Taylor approximation of the cosine schedule (6.4, ``eq-64-cos-early``).
+    r"""Early-phase Taylor approximation of the cosine schedule (6.4, equation :eq:`eq-64-cos-early`).
 
     For :math:`s(t) = \tfrac{\eta_{\text{peak}}}{2}(1 + \cos(\pi t/T))` and
     :math:`t \ll T`, :math:`\cos x \approx 1 - x^2/2` gives
@@ -203,7 +203,7 @@ def cosine_early_approx(peak_lr: float, t: npt.ArrayLike, total_steps: int) -> A
 
 
 def cosine_late_approx(peak_lr: float, k: npt.ArrayLike, total_steps: int) -> Any:
-    r"""Late-phase Taylor approximation of the cosine schedule (6.4, ``eq-64-cos-late``).
+    r"""Late-phase Taylor approximation of the cosine schedule (6.4, equation :eq:`eq-64-cos-late`).
 
     At :math:`t = T - k` with :math:`k \ll T`, :math:`1 + \cos(\pi - x) \approx x^2/2` gives
 
@@ -242,7 +242,7 @@ def noisy_quadratic_second_moment(
     *,
     full: bool = False,
 ) -> Any:
-    r"""Exact :math:`\mathbb{E}[w_T^2]` after SGD on the noisy quadratic (6.4, ``eq-64-last-iterate``).
+    r"""Exact :math:`\mathbb{E}[w_T^2]` after SGD on the noisy quadratic (6.4, equation :eq:`eq-64-last-iterate`).
 
     On :math:`f(w) = h w^2/2` with gradients :math:`g_t = h w_t + \xi_t`,
     :math:`\mathbb{E}\xi_t = 0`, :math:`\mathbb{E}\xi_t^2 = \sigma^2` independent of the
@@ -311,7 +311,7 @@ def noisy_quadratic_second_moment(
 
 
 def stationary_second_moment(lr: float, curvature: float, sigma2: float) -> float:
-    r"""The noise ball of constant-rate SGD on a quadratic (6.2.1; 6.4, ``eq-64-noise-ball``).
+    r"""The noise ball of constant-rate SGD on a quadratic (6.2.2; 6.4, equation :eq:`eq-64-noise-ball`).
 
     The fixed point of :math:`m \mapsto (1 - \eta h)^2 m + \eta^2\sigma^2` is
 
