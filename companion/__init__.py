@@ -8,8 +8,12 @@ Layers (a lower layer never imports a higher one):
 4. :mod:`companion.river` -- the landscape-aware learning-rate multiplier of section 6.5.
 5. :mod:`companion.lr_scheduler` -- :class:`ScheduledLR`, which drives any torch optimizer
    from a schedule (optionally times a multiplier).
-6. :mod:`companion.problems`, :mod:`companion.training`, :mod:`companion.plotting` -- what
-   the notebooks need (toy objectives, data, a training loop, a plot style).
+6. :mod:`companion.problems`, :mod:`companion.training`, :mod:`companion.plotting`,
+   :mod:`companion.formatting` -- what the notebooks need (toy objectives, data, a
+   training loop, a plot style, numbers written as the text prints them).
+
+Beside them, :mod:`companion.device` picks the default device (torch only; no layer
+depends on it).
 
 Submodules are imported on first use, so ``import companion`` stays light and
 ``companion.plotting`` (which needs matplotlib) is only loaded when asked for.

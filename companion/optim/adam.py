@@ -274,7 +274,7 @@ class AdamW(_AdamFamily):
     >>> w.detach()
     tensor([0.8990, 1.0990])
     >>> w2 = torch.nn.Parameter(torch.tensor([1.0, 1.0]))
-    >>> opt = AdamW([w2], lr=0.1, weight_decay=0.01, decay="paper")   # η = lr/α = 1
+    >>> opt = AdamW([w2], lr=0.1, weight_decay=0.01, decay="paper")   # c_t = lr/α = 1
     >>> w2.grad = torch.tensor([3.0, -0.01])
     >>> opt.step()                      # w(1 − 0.01) ∓ 0.1
     >>> w2.detach()

@@ -336,8 +336,11 @@ def one_cycle(
         steps spent rising.
     anneal : {"cos", "linear"}
         The shape of every phase.
-    div_factor, final_div_factor : float
-        :math:`d > 0`, :math:`d_f > 0`, finite.
+    div_factor : float
+        :math:`d > 0`, finite: the first rate is ``peak_lr / div_factor``.
+    final_div_factor : float
+        :math:`d_f > 0`, finite: the last rate is the first divided by
+        ``final_div_factor``.
     three_phase : bool
         Add the symmetric descent back to :math:`\eta_0` before the final annealing.
 
