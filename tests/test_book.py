@@ -32,6 +32,16 @@ def _load_book_conftest():
     return module
 
 
+def _load_ext(name: str):
+    """One of the book's Sphinx extensions (book/_ext), loaded as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, BOOK / "_ext" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 is_myst_notebook = _load_book_conftest().is_myst_notebook
 
 CHAPTERS = sorted(p for p in BOOK.glob("*.md") if is_myst_notebook(p))
@@ -269,15 +279,9 @@ def test_the_section_number_check_catches_a_wrong_number(tmp_path):
 
 def test_inline_math_keeps_the_punctuation_after_it_on_its_line():
     """The math_punctuation extension wraps a formula and the marks right after it."""
-    import importlib.util
-
     from docutils import nodes
 
-    spec = importlib.util.spec_from_file_location(
-        "math_punctuation", BOOK / "_ext" / "math_punctuation.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _load_ext("math_punctuation")
 
     def paragraph(*parts):
         return nodes.paragraph("", "", *parts)
@@ -301,15 +305,9 @@ def test_inline_math_keeps_the_punctuation_after_it_on_its_line():
 
 def test_solution_titles_link_from_the_word_exercise():
     """sphinx-exercise's "Solution to" + link(" Exercise 6.2.1"): the space leaves the link."""
-    import importlib.util
-
     from docutils import nodes
 
-    spec = importlib.util.spec_from_file_location(
-        "solution_titles", BOOK / "_ext" / "solution_titles.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _load_ext("solution_titles")
     link = nodes.reference("", "", nodes.Text(" Exercise 6.2.1"), refid="ex")
     title = nodes.title("", "", nodes.Text("Solution to"), link)
     assert module.move_leading_space_out_of_links(title)
@@ -440,17 +438,14 @@ def test_every_departure_note_is_folded_labelled_and_listed():
     assert sorted(listed) == sorted(notes), "the appendix does not list exactly the notes"
 
 
-def test_departure_listing_keeps_the_first_sentence_math_and_references():
+def test_departure_listing_keeps_the_first_sentence_math_and_references(monkeypatch):
     """The appendix lists each note's first sentence as nodes (math is typeset there,
     references resolve), not as text: no raw LaTeX, no label names, no cut words."""
-    import importlib.util
-
     from docutils import nodes
     from sphinx import addnodes
 
-    spec = importlib.util.spec_from_file_location("departures", BOOK / "_ext" / "departures.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    monkeypatch.syspath_prepend(str(BOOK / "_ext"))  # as local_extensions does
+    module = _load_ext("departures")
     xref = addnodes.pending_xref("", nodes.Text("eq-62-wsd"), reftype="eq", refdomain="math")
     note = nodes.admonition(
         "",
@@ -484,15 +479,9 @@ def test_departure_listing_keeps_the_first_sentence_math_and_references():
 
 def test_bibliography_labels_print_accents_not_latex():
     """Labels are built from the .bib's surnames, which spell accents in LaTeX."""
-    import importlib.util
-
     from pybtex.database import Person
 
-    spec = importlib.util.spec_from_file_location(
-        "author_year_bib", BOOK / "_ext" / "author_year_bib.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _load_ext("author_year_bib")
     assert module._surname(Person("Alexandre D{\\'e}fossez")) == "Défossez"
     assert module._surname(Person('Alexander H{\\"a}gele')) == "Hägele"
     assert module._surname(Person("von Werra, Leandro")) == "von Werra"

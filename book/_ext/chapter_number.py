@@ -11,6 +11,7 @@ handler runs right after Sphinx's own assignment and prefixes them.
 from __future__ import annotations
 
 from docutils import nodes
+from toc_order import reading_order
 
 
 def _prefix(numbers: tuple[int, ...], chapter: int | str) -> tuple[int | str, ...]:
@@ -38,27 +39,12 @@ def _prefix_numbers(app, env) -> list[str]:
     return []
 
 
-def _reading_order(env) -> list[str]:
-    """Every document of the toctree, in reading order (depth first from the root)."""
-    order: list[str] = []
-
-    def visit(docname: str) -> None:
-        if docname in order:
-            return
-        order.append(docname)
-        for child in env.toctree_includes.get(docname, []):
-            visit(child)
-
-    visit(env.config.root_doc)
-    return order
-
-
 def _appendix_letters(env) -> dict[str, str]:
     """A, B, ... for the unnumbered documents that number figures or tables, in reading
     order: their "Fig. 1" becomes "Fig. A.1", never a "Fig. 6.1" that reads as section 6.1's."""
     numbered = {doc for doc, anchors in env.toc_secnumbers.items() if anchors}
     with_numbers = {doc for doc, kinds in env.toc_fignumbers.items() if any(kinds.values())}
-    unnumbered = [d for d in _reading_order(env) if d in with_numbers and d not in numbered]
+    unnumbered = [d for d in reading_order(env) if d in with_numbers and d not in numbered]
     return {doc: chr(ord("A") + i) for i, doc in enumerate(unnumbered)}
 
 

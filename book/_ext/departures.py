@@ -15,6 +15,7 @@ from sphinx import addnodes
 from sphinx.application import Sphinx
 from sphinx.transforms.post_transforms import SphinxPostTransform
 from sphinx.util.docutils import SphinxDirective
+from toc_order import reading_order
 
 
 class departure_list(nodes.General, nodes.Element):
@@ -90,7 +91,7 @@ class DepartureListing(SphinxPostTransform):
 
 def _listing(app: Sphinx, fromdocname: str) -> nodes.Node:
     notes = getattr(app.env, "departure_notes", {})
-    order = {doc: i for i, doc in enumerate(_reading_order(app))}
+    order = {doc: i for i, doc in enumerate(reading_order(app.env))}
     listing = nodes.bullet_list()
     for docname in sorted(notes, key=lambda d: order.get(d, len(order))):
         for label, title, sentence in notes[docname]:
@@ -107,21 +108,6 @@ def _listing(app: Sphinx, fromdocname: str) -> nodes.Node:
                 para += copy
             listing += nodes.list_item("", para)
     return listing if len(listing) else nodes.paragraph(text="(none)")
-
-
-def _reading_order(app: Sphinx) -> list[str]:
-    toctree = getattr(app.env, "toctree_includes", {})
-    order: list[str] = []
-
-    def walk(doc: str) -> None:
-        if doc in order:
-            return
-        order.append(doc)
-        for child in toctree.get(doc, []):
-            walk(child)
-
-    walk(app.config.root_doc)
-    return order
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
