@@ -12,15 +12,24 @@ A chapter that the book's build has just executed is not run a second time: when
 has no error output, and is newer than the chapter and than every file of ``companion``,
 every assert in it has already passed in that build, and the test is skipped with that
 reason. ``COMPANION_RUN_NOTEBOOKS=1`` runs them anyway.
+
+The book's Sphinx extensions (``book/_ext``) import their helper module ``toc_order`` as
+a top-level module, as Sphinx's ``local_extensions`` lets them; the folder is put on
+``sys.path`` here too, so that pytest's doctest collection imports them the same way.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
+
+_EXTENSIONS = str(Path(__file__).resolve().parent / "_ext")
+if _EXTENSIONS not in sys.path:
+    sys.path.insert(0, _EXTENSIONS)
 
 
 def is_myst_notebook(path: Path) -> bool:
