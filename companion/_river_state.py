@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import math
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -35,9 +35,9 @@ def _host_clamp(x: Any, lo: Any, hi: Any) -> Any:
     return lo if x < lo else hi if x > hi else x
 
 
-def _host_lerp(a: Any, b: Any, w: Any) -> Any:
-    """``torch.lerp``'s formula on scalars: exact at ``w = 1``."""
-    return a + w * (b - a) if w < 0.5 else b - (b - a) * (1 - w)
+def _host_mix(fit: Callable[[float], float], a: float, b: float, w: float) -> float:
+    """``torch.lerp``'s formula on scalars (exact at ``w = 1``), rounded by ``fit``."""
+    return fit(a + w * (b - a) if w < 0.5 else b - (b - a) * (1 - w))
 
 
 def _identity(x: Any) -> Any:
@@ -84,10 +84,13 @@ def batch_variance(losses: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     apart (and two operations fewer per batch).
     """
     x = losses.detach() if losses.requires_grad else losses
-    x = x if x.dtype == dtype else x.to(dtype)
-    if dtype == torch.float32 and x.is_cpu:
-        return torch.var_mean(x, correction=0)[0]
-    return torch.var_mean(x - x[0], correction=0)[0]
+    x = x if x.dtype is dtype else x.to(dtype)
+    return _unshifted_variance(x if dtype is torch.float32 and x.is_cpu else x - x[0])
+
+
+def _unshifted_variance(x: torch.Tensor) -> torch.Tensor:
+    """:func:`batch_variance` of float32 losses on the CPU, already of its dtype, no graph."""
+    return torch.var_mean(x, correction=0)[0]
 
 
 class StateOps:
@@ -102,15 +105,23 @@ class StateOps:
 
     def __init__(self, cfg: Mapping[str, Any], dtype: torch.dtype, device: torch.device):
         self.dtype, self.device = dtype, device
-        self.host = device.type == "cpu" and dtype in HOST_SCALARS
+        self.cpu = device.type == "cpu"  # where reading a value is free
+        self.host = self.cpu and dtype in HOST_SCALARS
+        # V_t of losses of the state's dtype on its device, 1-d, with no graph.
+        self.variance: Callable[[torch.Tensor], torch.Tensor] = (
+            _unshifted_variance
+            if self.cpu and dtype is torch.float32
+            else functools.partial(batch_variance, dtype=dtype)
+        )
         if self.host:
             scalar: Any = HOST_SCALARS[dtype]
-            self.where, self.clamp, self.lerp = _host_where, _host_clamp, _host_lerp
-            self.fit = scalar
+            self.where, self.clamp = _host_where, _host_clamp
+            self.fit, self.mix = scalar, functools.partial(_host_mix, scalar)
         else:
             scalar = functools.partial(torch.tensor, dtype=dtype, device=device)
-            self.where, self.clamp, self.lerp = torch.where, torch.clamp, torch.lerp
+            self.where, self.clamp = torch.where, torch.clamp
             self.fit = _identity  # tensor operations round to the dtype already
+            self.mix = torch.lerp
         lo, hi = cfg["clip"]
         self.neutral_value = min(max(1.0, lo), hi)
         self.rate_v, self.rate_r = scalar(1.0 - cfg["beta_v"]), scalar(1.0 - cfg["beta_r"])
@@ -130,8 +141,8 @@ class StateOps:
 
     def export(self, value: Any) -> torch.Tensor:
         """A value of the state as a new 0-d tensor (never aliasing the state)."""
-        if self.host:  # (scalar_tensor: a third of torch.tensor's cost)
-            return torch.scalar_tensor(float(value), dtype=self.dtype)
+        if self.host:  # a float (scalar_tensor: a third of torch.tensor's cost)
+            return torch.scalar_tensor(value, dtype=self.dtype)
         return value.clone()
 
     def multiplier(self, u: Any, r: Any) -> Any:

@@ -180,7 +180,9 @@ class River:
         ``None`` where the state lives on an accelerator: reading would wait for it.
         """
         k = self._k
-        return float(self._multiplier) if k is None or k.device.type == "cpu" else None
+        if k is not None and k.host:  # the state's own float
+            return self._multiplier
+        return float(self._multiplier) if k is None or k.cpu else None
 
     @property
     def variance(self) -> torch.Tensor | None:
@@ -239,32 +241,35 @@ class River:
             differ or any rank's losses are invalid.
         """
         losses = per_example_losses
-        k, var, accept = self._k, None, None
+        k = self._k
         # The common case, told by a few attribute reads: a state of Python floats, losses
-        # of its dtype on the CPU, 1-d and non-empty, no ranks to reduce over.
-        if not (
+        # of its dtype on the CPU, 1-d, two examples or more, no graph, no ranks to reduce
+        # over. The variance then has the state's dtype: read as it is, it is a state value.
+        if (
             k is not None
             and k.host
             and losses.__class__ is torch.Tensor
             and losses.dtype is k.dtype
             and losses.is_cpu
-            and len(losses.shape) == 1
-            and losses.shape[0] > 0
+            and len(shape := losses.shape) == 1
+            and shape[0] > 1
+            and not losses.requires_grad
             and _river_dist.is_local(self._process_group)
         ):
-            group = _river_dist.active_group(self._process_group)
-            problem = _river_checks.losses_problem(
-                losses, self._device, allow_empty=group is not None
+            self._observed += 1
+            return self._take(k, k.variance(losses).item(), None)
+        var, accept = None, None
+        group = _river_dist.active_group(self._process_group)
+        problem = _river_checks.losses_problem(losses, self._device, allow_empty=group is not None)
+        if group is not None:
+            var, accept, self._verified = _river_dist.reduced_variance(
+                losses, problem, group, self._verified
             )
-            if group is not None:
-                var, accept, self._verified = _river_dist.reduced_variance(
-                    losses, problem, group, self._verified
-                )
-            elif problem is not None:
-                raise problem
-            if k is None:
-                self._init_state(losses.dtype, losses.device)
-                k = self._k
+        elif problem is not None:
+            raise problem
+        if k is None:
+            self._init_state(losses.dtype, losses.device)
+            k = self._k
         self._observed += 1
         if var is None:  # not reduced over ranks
             if losses.shape[0] < 2:  # host metadata: skipped without a synchronisation
@@ -363,27 +368,33 @@ class River:
         the multiplier to apply now (a value of the state's kind).
 
         The batch is kept where ``accept`` (default true) holds and ``var`` is finite, >= 0;
-        otherwise it enters as ``V = u`` with the weight 0 in ``r``, so every value stays
-        exactly as it was. On a device this is chosen there: no host branch on data.
+        otherwise every value stays exactly as it was: on the host by a branch, on a device
+        by ``where`` there (the new values are computed either way), so that no value is
+        read back.
         """
         k = self._k
         valid = (var >= k.zero) & (var < k.inf)  # false for NaN, +inf and a negative var
         if accept is not None:
             valid = valid & (bool(accept) if k.host else accept)
-        wv, wr = self._wv, self._wr
-        self._v = v = k.fit(k.lerp(self._v, k.where(valid, var, self._v), wv))
-        self._r = r = k.fit(k.lerp(self._r, v, k.where(valid, wr, k.zero)))
+        if k.host:  # a branch on a host value is free
+            if not valid:  # skipped: the state, hence the multiplier, stays as it was
+                self._multiplier = self._next
+                return self._next
+            self._step += 1
+        v0, r0, wv, wr = old = self._v, self._r, self._wv, self._wr
+        v = k.mix(v0, var, wv)
+        r = k.mix(r0, v, wr)
         if k.debiased:  # Adam's correction: 1 / (1 + beta / w) per batch
-            following = (k.fit(wv / (wv + k.beta_v)), k.fit(wr / (wr + k.beta_r)))
+            new = (v, r, k.fit(wv / (wv + k.beta_v)), k.fit(wr / (wr + k.beta_r)))
         else:
-            following = (k.rate_v, k.rate_r)
-        self._wv, self._wr = k.where(valid, following[0], wv), k.where(valid, following[1], wr)
-        if k.host:
-            self._step += bool(valid)
-        else:
+            new = (v, r, k.rate_v, k.rate_r)
+        if not k.host:  # on a device: the new values or (skipped) the old ones, chosen there
+            new = tuple(map(torch.where, (valid,) * 4, new, old))
             self._pending.append(valid)  # counted later (see _accepted)
             if len(self._pending) >= 256:
                 self._accepted()
+        v, r, self._wv, self._wr = new
+        self._v, self._r = v, r
         m = k.multiplier(v, r)  # rho_t
         if self._cfg["use_current_batch"]:
             self._next = m

@@ -439,6 +439,21 @@ def test_deepcopy_continues_alike_and_apart(init):
     assert int(twin.num_accepted) == 8 and int(river.num_accepted) == 4
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_a_pickled_river_continues_bit_for_bit(dtype):
+    """``torch.save`` of a whole River (pickle): its operations pickle by reference."""
+    import pickle
+
+    batches = random_batches(12, seed=15)
+    river = River(dtype=dtype)
+    for b in batches[:6]:
+        river.observe(b)
+    twin = pickle.loads(pickle.dumps(river))
+    for b in batches[6:]:
+        assert torch.equal(twin.observe(b), river.observe(b))
+    assert torch.equal(twin.variance, river.variance)
+
+
 def test_state_dict_before_any_observation_round_trips():
     river = River(beta_v=0.5, dtype=torch.float64)
     other = River()
@@ -875,7 +890,8 @@ def test_benchmark_runs_and_reports_the_overhead():
         capture_output=True, text=True, check=True, timeout=300,
     )  # fmt: skip
     out = run_.stdout
-    assert "2 rounds of one block per kind" in out and "malloc as it is" in out
+    assert "2 rounds of one block per kind, each next to a plain block" in out
+    assert "malloc as it is" in out
     lines = out.splitlines()
     firsts = [i for i, line in enumerate(lines) if line.strip().startswith("64-16-10")]
     kept = "unavailable here" not in out  # glibc: both tables; elsewhere the first only
@@ -937,6 +953,26 @@ def test_benchmark_kinds_share_one_trajectory():
     assert int(mixed.river.num_accepted) == 12
     for a, b in zip(mixed.model.parameters(), plain.model.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_benchmark_pairs_every_kind_with_a_plain_block():
+    """Each round: every other kind once, next to a plain block; no kind always first."""
+    from companion.benchmarks import river as bench
+
+    others = set(bench.KINDS) - {"plain"}
+    seen_first: dict[str, set[bool]] = {kind: set() for kind in others}
+    positions: dict[str, set[int]] = {kind: set() for kind in others}
+    for k in range(2 * len(others)):
+        pairs = bench.round_order(k)
+        assert len(pairs) == len(others)
+        assert {kind for pair in pairs for kind in pair} - {"plain"} == others
+        for j, pair in enumerate(pairs):
+            assert len(pair) == 2 and pair.count("plain") == 1
+            (kind,) = set(pair) - {"plain"}
+            seen_first[kind].add(pair[0] == "plain")
+            positions[kind].add(j)
+    assert all(both == {True, False} for both in seen_first.values())
+    assert all(p == set(range(len(others))) for p in positions.values())
 
 
 def test_benchmark_statistics():

@@ -34,14 +34,17 @@ alone moved a run's step by 2 % either way, as much as the target.)
 Two configurations by default: the issue's 64-128-10 MLP with batch 64 (a step of a few
 hundred microseconds, where the fixed cost of ``observe`` shows) and 64-1024-10 with batch
 512 (a step of a few milliseconds); ``--hidden`` and ``--batch-size`` run one of your own.
-Each round runs one block of each kind (about 50 ms), in a rotating order, so drift of a
-shared machine hits them alike. The table gives, per kind, the median over rounds of the
-block's median step; the overhead over ``plain`` of each River loop (and of the floor): the median over rounds of the
-overhead within a round, with a 95 % confidence interval of that median (targets: 10 %
-and 2 %; the verdict is "met" only when the whole interval is below the target,
-"NOT met" when it is all above, otherwise "unresolved"); the time of River's call (the floor's work)
-itself inside its steps (its median, and its share of the plain step); and
-the minor page faults per step of each kind. Last, ``observe`` on its own: the median
+Each round runs, for every kind but ``plain``, one block of it (about 30 ms) next to one
+block of plain steps (:func:`round_order`: the pairs in a rotating order, the plain block
+first in every other pair), and the kind's overhead in that round is against the plain
+block of its own pair, so drift of a shared machine, which moves whole blocks, hits both
+alike. The table gives, per kind, the median over rounds of the block's median step; the
+overhead over ``plain`` of each River loop (and of the floor): the median over rounds,
+with a 95 % confidence interval of that median (targets: 10 % and 2 %; the verdict is
+"met" only when the whole interval is below the target, "NOT met" when it is all above,
+otherwise "unresolved"); the time of River's call (the floor's work) itself inside its
+steps (its median, and its share of the plain step); and the minor page faults per step
+of each kind. Last, ``observe`` on its own: the median
 over rounds of 5,000 calls on a fixed batch of float32 losses.
 
 Page faults: glibc's ``malloc`` hands freed memory back to the system when the top of its
@@ -76,7 +79,7 @@ from companion.schedules import cosine
 TARGETS = {128: 0.10, 1024: 0.02}  # River's overhead per hidden width (default configs)
 TARGET = 0.02  # any other configuration
 CONFIGS = ((128, 64), (1024, 512))  # (hidden width, batch size)
-ROUND_SECONDS = 0.05  # length of a block when --steps is not given
+ROUND_SECONDS = 0.03  # length of a block when --steps is not given
 
 
 def _faults() -> int:
@@ -208,16 +211,17 @@ def measure_step(
 ) -> dict[str, Any]:
     """Median time per training step (seconds) of the blocks of each kind.
 
-    Each round runs one block of ``steps`` steps of each kind (in a rotating order) on
-    the same training loop; on the CPU a block counts as its median step (robust to a
-    preempted step), on an accelerator as its time over its steps (the host runs ahead
-    of the device). Also returned, for each kind ``k`` of :data:`ROWS` (``"river"``,
-    ``"river_var"``, ``"floor"``): ``k + ":overhead"``, the median over rounds of its relative
-    overhead over the plain block of the round, with ``k + ":low"`` and ``k + ":high"``,
-    a distribution-free 95 % confidence interval of that median
-    (:func:`median_interval`); ``k + ":observe"``: the median time of River's call
-    (the floor's work) inside its steps; ``"faults"``: each kind's median minor page faults per step;
-    ``"steps"``: the steps per block.
+    Each round runs, for every kind but ``plain``, a block of ``steps`` steps of it and
+    one of plain steps (:func:`round_order`), on the same training loop; on the CPU a
+    block counts as its median step (robust to a preempted step), on an accelerator as
+    its time over its steps (the host runs ahead of the device). Also returned, for each
+    kind ``k`` but ``"plain"``: ``k + ":overhead"``, the median over rounds of its relative
+    overhead over the plain block of its pair, with ``k + ":low"`` and ``k + ":high"``, a
+    distribution-free 95 % confidence interval of that median (:func:`median_interval`);
+    for each kind of :data:`ROWS` (``"river"``, ``"river_var"``, ``"floor"``),
+    ``k + ":observe"``: the median time of River's call (the floor's work) inside its
+    steps; ``"faults"``: each kind's median minor page faults per step; ``"steps"``: the
+    steps per block.
     """
     loop = _Loop(_digits(batch_size, device), hidden, device)
     warm = 50
@@ -230,35 +234,52 @@ def measure_step(
         steps = max(5, int(ROUND_SECONDS / per_step))
     times: dict[str, list[float]] = {kind: [] for kind in KINDS}
     faults: dict[str, list[float]] = {kind: [] for kind in KINDS}
-    ratios: dict[str, list[float]] = {kind: [] for kind in ROWS}
+    ratios: dict[str, list[float]] = {kind: [] for kind in KINDS[1:]}
     observe: dict[str, list[float]] = {kind: [] for kind in ROWS}
     for k in range(rounds):
-        order = KINDS[k % len(KINDS) :] + KINDS[: k % len(KINDS)]  # rotate who goes first
-        block = {}
-        for kind in order:
-            f0, t0 = _faults(), time.perf_counter()
-            per_step, slots = loop.steps(steps, kind)
-            _sync(device)
-            if device.type == "cpu":
-                block[kind] = statistics.median(per_step)
-            else:
-                block[kind] = (time.perf_counter() - t0) / steps
-            times[kind].append(block[kind])
-            faults[kind].append((_faults() - f0) / steps)
-            if kind in ROWS:
-                observe[kind].extend(slots)
-        # River's overhead against the plain block of the same round; then the median
-        # over rounds: robust to the drift of a shared machine between rounds.
-        for kind in ROWS:
+        for pair in round_order(k):
+            block = {}
+            for kind in pair:
+                f0, t0 = _faults(), time.perf_counter()
+                per_step, slots = loop.steps(steps, kind)
+                _sync(device)
+                if device.type == "cpu":
+                    block[kind] = statistics.median(per_step)
+                else:
+                    block[kind] = (time.perf_counter() - t0) / steps
+                times[kind].append(block[kind])
+                faults[kind].append((_faults() - f0) / steps)
+                if kind in ROWS:
+                    observe[kind].extend(slots)
+            # The overhead against the plain block next to it: drift of a shared machine
+            # moves both alike. Then the median over rounds.
+            (kind,) = set(pair) - {"plain"}
             ratios[kind].append(block[kind] / block["plain"] - 1.0)
     out: dict[str, Any] = {kind: statistics.median(ts) for kind, ts in times.items()}
-    for kind in ROWS:
+    for kind in ratios:
         out[kind + ":overhead"] = statistics.median(ratios[kind])
         out[kind + ":low"], out[kind + ":high"] = median_interval(ratios[kind])
+    for kind in ROWS:
         out[kind + ":observe"] = statistics.median(observe[kind])
     out["faults"] = {kind: statistics.median(fs) for kind, fs in faults.items()}
     out["steps"] = steps
     return out
+
+
+def round_order(k: int) -> list[tuple[str, str]]:
+    """The blocks of round ``k``: each kind but ``plain`` once, paired with a plain block.
+
+    The pairs come in an order rotated by one each round, and the plain block goes first
+    in every other pair, the other way round once the rotation has come full circle: each
+    kind takes every position, both before and after its plain block.
+    """
+    others = KINDS[1:]
+    shift, turn = k % len(others), k // len(others)
+    rotated = others[shift:] + others[:shift]
+    return [
+        ("plain", kind) if (j + turn) % 2 == 0 else (kind, "plain")
+        for j, kind in enumerate(rotated)
+    ]
 
 
 def median_interval(values: list[float], z: float = 1.96) -> tuple[float, float]:
@@ -339,7 +360,7 @@ def _table(configs, args, device: torch.device, allocator: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=None, help="steps per block")
-    parser.add_argument("--rounds", type=int, default=101, help="rounds (median kept)")
+    parser.add_argument("--rounds", type=int, default=201, help="rounds (median kept)")
     parser.add_argument("--hidden", type=int, default=None, help="run only this width ...")
     parser.add_argument("--batch-size", type=int, default=None, help="... and batch size")
     parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: best)")
@@ -363,7 +384,7 @@ def main(argv: list[str] | None = None) -> None:
 
     print(
         f"digits MLP, AdamW + ScheduledLR(cosine), device {device}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads; {args.rounds} rounds of one block per kind"
+        f"{torch.get_num_threads()} threads; {args.rounds} rounds of one block per kind, each next to a plain block"
     )
     if args.allocator in ("default", "both"):
         _table(configs, args, device, "malloc as it is (glibc: freed memory trimmed)")
