@@ -242,9 +242,8 @@ class River:
         """
         losses = per_example_losses
         k = self._k
-        # The common case, told by a few attribute reads: a state of Python floats, losses
-        # of its dtype on the CPU, 1-d, two examples or more, no graph, no ranks to reduce
-        # over. The variance then has the state's dtype: read as it is, it is a state value.
+        # The common case: a state of Python floats; losses of its dtype on the CPU, 1-d, of
+        # 2 examples or more, with no graph; no ranks. V_t, read, is then a state value.
         if (
             k is not None
             and k.host
