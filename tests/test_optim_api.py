@@ -299,6 +299,7 @@ def test_parameters_without_gradients_are_skipped():
     p.grad = torch.ones(2)
     opt.step()
     assert torch.equal(q.detach(), torch.ones(2)) and q not in opt.state
+    assert torch.allclose(p.detach(), torch.full((2,), 0.9)) and p in opt.state  # Adam: -lr
 
 
 @pytest.mark.parametrize("name", list(ALL))
@@ -398,8 +399,10 @@ def test_tensor_lr_written_in_place_takes_effect(name):
     lr = torch.tensor(0.01)
     params = make_params(dtype=torch.float32)
     opt = ALL[name](params, lr=lr)
+    start = [p.detach().clone() for p in params]
     set_grads(params, 0)
     opt.step()
+    assert all(not torch.equal(a, b.detach()) for a, b in zip(start, params, strict=True))
     lr.fill_(0.0)  # what a scheduler writing a tensor lr does
     before = [p.detach().clone() for p in params]
     set_grads(params, 1)

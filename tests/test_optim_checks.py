@@ -261,6 +261,11 @@ def test_sgd_fused_refuses_a_tensor_weight_decay():
 
 # -------------------------------------------------------------------- AMSGrad names
 def test_the_kernel_and_the_class_share_the_book_s_variant_names():
+    """The book's names, and the class's ``variant=X`` runs the kernel's ``amsgrad=X``.
+
+    This checks the mapping between the two vocabularies only; each variant's arithmetic
+    is checked against its definition in numpy in ``test_optim_variants.py``.
+    """
     book = (Path(__file__).parents[1] / "book" / "sec63_adam.md").read_text()
     for variant in ('"paper"', '"torch"', '"corrected"'):
         assert variant in book

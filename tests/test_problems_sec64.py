@@ -121,11 +121,13 @@ def test_noisy_quadratic_sgd_matches_the_exact_second_moment(order):
 
 
 def test_noisy_quadratic_sgd_without_noise_is_deterministic_and_seeded():
-    w = noisy_quadratic_sgd([0.5, 0.25], 2.0, 0.0, 3.0, chains=4)
-    np.testing.assert_allclose(w, 3.0 * 0.0 * 0.5)  # the first step lands on 0
+    w = noisy_quadratic_sgd([0.3, 0.25], 2.0, 0.0, 3.0, chains=4)
+    np.testing.assert_allclose(w, np.full(4, 3.0 * (1 - 0.3 * 2.0) * (1 - 0.25 * 2.0)))  # 0.6
     a = noisy_quadratic_sgd(np.full(20, 0.1), 1.0, 1.0, 0.0, chains=5, seed=9)
     b = noisy_quadratic_sgd(np.full(20, 0.1), 1.0, 1.0, 0.0, chains=5, seed=9)
+    c = noisy_quadratic_sgd(np.full(20, 0.1), 1.0, 1.0, 0.0, chains=5, seed=10)
     np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c) and np.all(a != 0)  # the seed draws the noise
 
 
 def test_noise_ball_second_moment_matches_the_fixed_point():

@@ -726,7 +726,7 @@ def test_repr_names_the_hyperparameters():
 # --------------------------------------------------------------------------- scheduler
 def test_plugs_into_scheduled_lr():
     """lr after scheduler.step() at step t is s(t) * m, in the training loop of section 6.5."""
-    lr_scheduler = pytest.importorskip("companion.lr_scheduler")
+    import companion.lr_scheduler as lr_scheduler
 
     def schedule(t):
         return 0.1 * 0.5 ** (t // 5)
@@ -755,7 +755,8 @@ def test_plugs_into_scheduled_lr():
 
 def test_resume_through_scheduled_lr_state_dict(tmp_path):
     """ScheduledLR carries River's state: a reloaded pair continues with the same lrs."""
-    lr_scheduler = pytest.importorskip("companion.lr_scheduler")
+    import companion.lr_scheduler as lr_scheduler
+
     batches = random_batches(40, seed=10, dtype=torch.float32)
 
     def make():

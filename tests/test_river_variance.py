@@ -14,7 +14,7 @@ from companion import _river_dist
 from companion.river import River
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the batches of test_river
-from test_river import INITS, random_batches  # noqa: E402
+from test_river import INITS, exact_variance, random_batches, reference  # noqa: E402
 
 
 def state_of(river):
@@ -42,6 +42,24 @@ def test_given_variance_matches_observe_bit_for_bit(init, use_current_batch, dty
         m = by_losses.observe(b)
         assert torch.equal(by_variance.observe_variance(river_state.batch_variance(b, dtype)), m)
     assert int(by_variance.num_skipped) == 1 and same_state(by_losses, by_variance)
+
+
+@pytest.mark.parametrize("use_current_batch", [False, True])
+@pytest.mark.parametrize("init", INITS)
+def test_given_variance_follows_the_reference(init, use_current_batch):
+    """Fed exact variances, the multipliers are section 6.5's, computed independently."""
+    kw = dict(init=init, use_current_batch=use_current_batch, beta_v=0.8, beta_r=0.95)
+    batches = random_batches(25, seed=42, scale=1.5)
+    batches[6] = batches[6].clone()
+    batches[6][3] = math.nan  # a non-finite loss: its variance is NaN, skipped
+    river = River(**kw)
+    variances = [exact_variance(b) if torch.isfinite(b).all() else math.nan for b in batches]
+    got = [float(river.observe_variance(torch.tensor(x, dtype=torch.float64))) for x in variances]
+    want, (v, r) = reference(batches, **kw)
+    assert got == pytest.approx(want, rel=1e-12)
+    assert float(river.variance) == pytest.approx(v, rel=1e-12)
+    assert float(river.target) == pytest.approx(r, rel=1e-12)
+    assert int(river.num_skipped) == 1
 
 
 def test_the_var_mean_loop_trains_as_the_observe_loop():
