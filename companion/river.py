@@ -1,6 +1,6 @@
 r"""The River multiplier: a learning-rate factor driven by the trend of the loss variance.
 
-Section 6.5 (overview in 6.2.2): the book's illustrative, unvalidated heuristic, not a
+Section 6.5 (overview in 6.2.3): the book's illustrative, unvalidated heuristic, not a
 published method. The learning rate of update :math:`t` is a schedule times the multiplier,
 :math:`\eta_t = s(t)\,\rho_{t-2}` in the default loop. The reduction of the batch
 statistics over the ranks of ``torch.distributed`` lives in :mod:`companion._river_dist`.
@@ -303,10 +303,10 @@ class River:
         TypeError
             If it is not a floating-point tensor.
         ValueError
-            If it is not 0-d or is on another device than the state; if it is negative,
-            where reading it is free (on the CPU; on an accelerator a negative value is
-            skipped); under a process group, whose ranks' variances cannot be combined
-            without their means (use :meth:`observe`).
+            If it is not 0-d, or is on another device than the state. If it is negative
+            and on the CPU (on an accelerator, where reading it would wait, a negative
+            value is skipped instead). If called under a process group: the ranks'
+            variances cannot be combined without their means; use :meth:`observe`.
         """
         var = batch_variance
         if not isinstance(var, torch.Tensor) or not var.is_floating_point():

@@ -126,6 +126,25 @@ def test_no_directive_fence_carries_a_backtick_in_its_argument():
     assert broken == []
 
 
+def test_code_cell_options_are_valid_yaml():
+    """A cell's ``:key: value`` lines are YAML: a caption with ": " in it is a mapping
+    there, and myst-nb refuses the notebook (the build fails after minutes)."""
+    yaml = pytest.importorskip("yaml")
+    cell = re.compile(r"```\{code-cell\}[^\n]*\n((?::[^\n]*\n)+)")
+    bad = []
+    for chapter in CHAPTERS:
+        text = chapter.read_text(encoding="utf-8")
+        for match in cell.finditer(text):
+            options = "".join(line[1:] + "\n" for line in match.group(1).splitlines())
+            try:
+                parsed = yaml.safe_load(options)
+            except yaml.YAMLError as error:
+                bad.append(f"{chapter.name}:{text.count(chr(10), 0, match.start()) + 1}: {error}")
+                continue
+            assert isinstance(parsed, dict), (chapter.name, options)
+    assert bad == []
+
+
 def test_a_broken_cell_fails_the_notebook_run(tmp_path):
     shutil.copy(BOOK / "conftest.py", tmp_path / "conftest.py")
     (tmp_path / "broken_chapter.md").write_text(BROKEN)
@@ -313,6 +332,22 @@ def test_inline_math_keeps_the_punctuation_after_it_on_its_line():
     assert [c.astext() for c in group] == ["s", ")."] and glued[2].astext() == " Show that"
     assert [p.pformat() for p in untouched] == before
     assert module.glue_punctuation(document) == 0  # idempotent
+    # Siblings with the same text (a Text node is a str, equal by value): each formula
+    # takes its own comma, none is doubled or lost.
+    twins = paragraph(
+        nodes.math("", "a"), nodes.Text(", "), nodes.math("", "b"), nodes.Text(", "),
+        nodes.literal("", "code"),
+    )  # fmt: skip
+    assert module.glue_punctuation(nodes.section("", twins)) == 2
+    assert twins.astext() == "a, b, code"
+    assert [type(c).__name__ for c in twins] == ["inline", "Text", "inline", "Text", "literal"]
+    # An opening bracket right before a formula goes with it (and the closing one after).
+    opened = paragraph(nodes.Text("as in ("), nodes.math("", "K"), nodes.Text("), then"))
+    alone = paragraph(nodes.Text("("), nodes.math("", "K"))
+    assert module.glue_punctuation(nodes.section("", opened, alone)) == 2
+    assert [c.astext() for c in opened] == ["as in ", "(K),", " then"]
+    assert [c.astext() for c in opened[1]] == ["(", "K", "),"]
+    assert len(alone) == 1 and alone[0].astext() == "(K"
 
 
 def test_solution_titles_link_from_the_word_exercise():
@@ -333,13 +368,17 @@ def test_solution_titles_link_from_the_word_exercise():
 def test_built_pages_wrap_no_punctuation_away_from_inline_math():
     loose = re.compile(r'nohighlight">\\\((?:(?!</span>).)*?\\\)</span>[.,;:]')
     wrapped = re.compile(r'<span class="nowrap"><span class="math notranslate nohighlight">')
+    twice = re.compile(r'nohighlight">\\\((?:(?!</span>).)*?\\\)</span>([.,;:])</span>\1')
     pages = _chapter_pages()
     assert sum(len(wrapped.findall(p.read_text(encoding="utf-8"))) for p in pages) > 50
     for page in pages:
         html = page.read_text(encoding="utf-8")
         for match in loose.finditer(html):
             start = html.rfind("<span", 0, match.start())
-            assert html[:start].endswith('<span class="nowrap">'), (page.name, match.group())
+            opened = re.search(r'<span class="nowrap">[(\[{‘“]*$', html[max(0, start - 40) : start])
+            assert opened, (page.name, match.group())
+        doubled = twice.search(html)  # a mark inside the span and again after it
+        assert doubled is None, (page.name, doubled and doubled.group())
 
 
 def test_figure_and_table_numbers_carry_their_page_number():

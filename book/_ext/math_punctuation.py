@@ -4,7 +4,8 @@ A browser may break a line between an inline formula (MathJax renders it as an
 inline block) and the comma, period or semicolon right after it, which then starts the
 next line: "... $s = \\mathbb E[g_t]$. Show that" read ". Show that". Each inline math
 node followed by text that starts with punctuation is wrapped, with that punctuation,
-in a ``<span class="nowrap">`` (``white-space: nowrap`` in ``book.css``).
+in a ``<span class="nowrap">`` (``white-space: nowrap`` in ``book.css``), and so is an
+opening bracket right before one: "... [Pedregosa et al.] (" then "$K = 10$" on the next.
 """
 
 from __future__ import annotations
@@ -14,31 +15,47 @@ from sphinx.application import Sphinx
 from sphinx.transforms.post_transforms import SphinxPostTransform
 
 PUNCTUATION = ".,;:!?)]}…’”"
+OPENING = "([{‘“"
 
 
 def glue_punctuation(document: nodes.Node) -> int:
-    """Wrap each inline math node and the punctuation after it; return how many."""
+    """Wrap each inline math node with the punctuation that touches it; return how many.
+
+    The punctuation after it (``$x$,``) and an opening bracket or quote right before it
+    (``($x$``), which would otherwise be left alone at the end of a line.
+    """
     glued = 0
     for math in list(document.findall(nodes.math)):
         parent = math.parent
         if parent is None or "nowrap" in parent.get("classes", ()):
             continue
         index = parent.index(math)
-        following = parent[index + 1] if index + 1 < len(parent) else None
-        if not isinstance(following, nodes.Text):
+        before = parent[index - 1] if index > 0 else None
+        after = parent[index + 1] if index + 1 < len(parent) else None
+        head = before.astext() if isinstance(before, nodes.Text) else ""
+        tail = after.astext() if isinstance(after, nodes.Text) else ""
+        lead = head[len(head.rstrip(OPENING)) :]
+        trail = tail[: len(tail) - len(tail.lstrip(PUNCTUATION))]
+        if not (lead or trail):
             continue
-        text = following.astext()
-        marks = len(text) - len(text.lstrip(PUNCTUATION))
-        if marks == 0:
-            continue
+        # By position: a Text node is a str, so docutils' replace and remove, which look
+        # a child up by equality, would take the first sibling with the same text.
         group = nodes.inline(classes=["nowrap"])
-        parent.replace(math, group)
+        parent[index] = group
+        if lead:
+            group += nodes.Text(lead)
         group += math
-        group += nodes.Text(text[:marks])
-        if text[marks:]:
-            parent.replace(following, nodes.Text(text[marks:]))
-        else:
-            parent.remove(following)
+        if trail:
+            group += nodes.Text(trail)
+            if tail[len(trail) :]:
+                parent[index + 1] = nodes.Text(tail[len(trail) :])
+            else:
+                del parent[index + 1]
+        if lead:
+            if head[: -len(lead)]:
+                parent[index - 1] = nodes.Text(head[: -len(lead)])
+            else:
+                del parent[index - 1]
         glued += 1
     return glued
 

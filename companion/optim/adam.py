@@ -114,9 +114,12 @@ PATH_FLAGS_DOC = """maximize : bool
 FLAGS_DOC = (
     PATH_FLAGS_DOC
     + """
-    capturable, differentiable : bool
-        Accepted as ``False`` only, as ``torch.optim`` spells them; ``True`` raises
-        ``ValueError`` with the reason (step counters on the CPU; in-place updates)."""
+    capturable : bool
+        Accepted as ``False`` only, as ``torch.optim`` spells it; ``True`` raises
+        ``ValueError`` with the reason (the step counters live on the CPU).
+    differentiable : bool
+        Accepted as ``False`` only; ``True`` raises ``ValueError`` with the reason (the
+        update is written in place, outside autograd)."""
 )
 
 

@@ -294,8 +294,12 @@ def noise_ball_second_moment(
         :math:`h > 0`.
     sigma2 : float
         The noise variance :math:`\sigma^2 \ge 0`.
-    chains, burn_in, keep : int
-        Chains per rate (>= 1), steps discarded (>= 0) and steps averaged (>= 1).
+    chains : int
+        Independent chains per rate, >= 1.
+    burn_in : int
+        Steps run and discarded before averaging, >= 0.
+    keep : int
+        Steps averaged after the burn-in, >= 1.
     seed : int
         Seed of the noise, >= 0.
 

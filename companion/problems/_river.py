@@ -119,8 +119,10 @@ def least_squares(n: int, d: int, noise: float = 0.0, seed: int = 0) -> LeastSqu
 
     Parameters
     ----------
-    n, d : int
-        Number of examples and dimension, >= 1.
+    n : int
+        Number of examples (rows of :math:`X`), >= 1.
+    d : int
+        Dimension of :math:`w`, >= 1.
     noise : float
         Standard deviation of the label noise, >= 0.
     seed : int
@@ -184,8 +186,10 @@ def sgd_least_squares(
         From :func:`least_squares`.
     schedule : callable
         :math:`s(t)`, e.g. a :mod:`companion.schedules` schedule.
-    steps, batch_size : int
-        :math:`T` updates with batches of size :math:`N`, both >= 1.
+    steps : int
+        The number of updates :math:`T`, >= 1.
+    batch_size : int
+        The examples :math:`N` of each batch (drawn uniformly, with replacement), >= 1.
     river : companion.river.River, optional
         The multiplier; without it the rate is the schedule.
     seed : int
@@ -260,8 +264,10 @@ def loss_spread_and_gradient_noise(
     ----------
     model : torch.nn.Module
         A model without batch-dependent layers (no batch norm).
-    x, y : torch.Tensor
-        Inputs and targets, ``n >= 1`` rows.
+    x : torch.Tensor
+        Inputs, ``n >= 1`` rows.
+    y : torch.Tensor
+        Targets, one row for each row of ``x``.
     loss_fn : callable, optional
         ``loss_fn(outputs, targets, reduction=...)`` as in :mod:`torch.nn.functional`
         (an example's loss is the mean over its output's elements); default

@@ -401,8 +401,10 @@ def wsd(
         Finite, >= 0 (> 0 for "exp").
     total_steps : int
         ``T >= 1``.
-    warmup_steps, decay_steps : int
-        ``W >= 0``, ``K >= 0`` with ``W + K <= T``.
+    warmup_steps : int
+        :math:`W \ge 0`, the steps of the warmup, with :math:`W + K \le T`.
+    decay_steps : int
+        :math:`K \ge 0`, the steps of the final decay, with :math:`W + K \le T`.
     shape : str
         One of ``"linear"``, ``"cosine"``, ``"1-sqrt"``, ``"1-square"``, ``"exp"``.
     final_lr : float

@@ -96,8 +96,12 @@ def best_constant_lr(delta: float, L: float, sigma2: float, T: int) -> tuple[flo
 
     Parameters
     ----------
-    delta, L, sigma2 : float
-        All finite and > 0.
+    delta : float
+        :math:`\Delta > 0`, the initial gap; finite.
+    L : float
+        :math:`L > 0`, the smoothness constant; finite.
+    sigma2 : float
+        :math:`\sigma^2 > 0`, the bound on the gradients' second moment; finite.
     T : int
         Number of steps, >= 1.
 
