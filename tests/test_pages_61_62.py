@@ -72,6 +72,8 @@ def test_bad_arguments_name_the_argument(args, error, match):
 def test_docstring_examples(name):
     """Every module of ``companion.problems`` has examples, and they pass (the package
     itself only re-exports: ``doctest.testmod(problems)`` finds none)."""
+    if name == "_data":  # its examples load scikit-learn's digits (the book's extra)
+        pytest.importorskip("sklearn")
     module = importlib.import_module(f"{problems.__name__}.{name}")
     failed, attempted = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert attempted > 0 and failed == 0
