@@ -45,8 +45,14 @@ class History:
         The multiplier (e.g. a River's) in force at each step; empty without one.
     step_loss_variance : np.ndarray
         Variance of each mini-batch's per-example losses (population form, divisor N).
-    epoch_train_loss, epoch_test_loss, epoch_test_accuracy, epoch_train_accuracy : list of float
-        Full-data evaluations after each epoch.
+    epoch_train_loss : list of float
+        The mean cross-entropy over the whole training set, after each epoch.
+    epoch_train_accuracy : list of float
+        The fraction of the training set classified right, after each epoch.
+    epoch_test_loss : list of float
+        The mean cross-entropy over the whole test set, after each epoch.
+    epoch_test_accuracy : list of float
+        The fraction of the test set classified right, after each epoch.
     """
 
     step_loss: np.ndarray = field(default_factory=lambda: np.empty(0))
