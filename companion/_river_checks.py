@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from companion import _river_state
-from companion._validation import check_choice, check_flag, check_pair, check_real
+from companion._validation import check_choice, check_flag, check_integer, check_pair, check_real
 
 EPS_MODES = ("relative", "absolute")
 STATE_KEYS = ("v", "r", "step", "multiplier", "weights")
@@ -81,9 +81,7 @@ def checked_state(raw: Any, config: Mapping[str, Any], device: Any) -> dict[str,
         raise ValueError(f"state_dict['state'] has dtype {dtype}, but dtype={config['dtype']}")
     if raw["step"].dtype != torch.int64:
         raise ValueError("state_dict['state']['step'] must be an int64 tensor")
-    observed = raw["observed"]
-    if isinstance(observed, bool) or not isinstance(observed, int):
-        raise ValueError("state_dict['state']['observed'] must be an int")
+    observed = check_integer("state_dict['state']['observed']", raw["observed"], low=0)
     # Loading is not in the training loop: reading values back is fine here.
     v, r, step = (raw[k].item() for k in ("v", "r", "step"))
     m, w = raw["multiplier"], raw["weights"]

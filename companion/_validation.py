@@ -160,14 +160,19 @@ def check_real(
                 f"{name} must be {wanted} or a one-element real tensor, got {_fmt(value)}"
                 + (f" of dtype {value.dtype}" if value.numel() == 1 else "")
             )
-        if read_tensor and value.device.type != "meta":
+        if value.device.type == "meta":
+            raise TypeError(f"{name} must be {wanted} or a tensor with a value, got a meta tensor")
+        if read_tensor:
             number = float(value.detach().reshape(()).item())
             if _bad_number(number, finite, low, high, low_open, high_open):
                 raise ValueError(f"{name} must be {wanted}, got {_fmt(value)}")
         return value
     if not is_real_scalar(value):
         raise TypeError(f"{name} must be {wanted}, got {_fmt(value)}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond float64's range
+        number = math.inf if value > 0 else -math.inf
     if _bad_number(number, finite, low, high, low_open, high_open):
         raise ValueError(f"{name} must be {wanted}, got {_fmt(value)}")
     return number
@@ -220,8 +225,14 @@ def check_flag(name: str, value: Any) -> bool:
 
 
 def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
-    """Check that ``value`` is one of ``choices`` (compared by type and value) and return it."""
+    """Check that ``value`` is one of ``choices`` (compared by type and value) and return it.
+
+    A numpy scalar counts as the Python value it holds (``np.str_("cosine")`` is
+    ``"cosine"``).
+    """
     choices = tuple(choices)
+    if isinstance(value, np.generic):
+        value = value.item()
     if any(value is c or (type(value) is type(c) and value == c) for c in choices):
         return value
     shown = ", ".join(map(repr, choices))
@@ -273,7 +284,7 @@ def check_real_array(
     if isinstance(value, (str, bytes)) or value is None or isinstance(value, numbers.Number):
         raise TypeError(f"{name} must be a sequence of {wanted}, got {_fmt(value)}")
     if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
+        value = _host_array(name, value)
     raw = np.asarray(value, dtype=object) if not isinstance(value, np.ndarray) else value
     if raw.dtype == object:
         for index, item in np.ndenumerate(raw):
@@ -302,6 +313,14 @@ def check_real_array(
     return arr
 
 
+def _host_array(name: str, value: torch.Tensor) -> np.ndarray:
+    """A tensor's values as a numpy array (bfloat16, which numpy lacks, as float32)."""
+    if value.device.type == "meta":
+        raise TypeError(f"{name} must hold values, got a meta tensor")
+    value = value.detach().cpu()
+    return (value.float() if value.dtype == torch.bfloat16 else value).numpy()
+
+
 def _index(index: tuple[int, ...]) -> str:
     return ", ".join(str(i) for i in index)
 
@@ -324,7 +343,7 @@ def check_steps(value: Any, name: str = "step") -> int | np.ndarray:
             raise ValueError(f"{name} must be {wanted}, got {number}")
         return number
     if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
+        value = _host_array(name, value)
     if isinstance(value, (str, bytes)) or value is None or isinstance(value, numbers.Number):
         raise TypeError(f"{name} must be {wanted}, got {_fmt(value)}")
     if isinstance(value, np.ndarray) and value.dtype.kind in "iu":

@@ -72,11 +72,18 @@ def textbook_number(
     number = check_real("value", value, finite=False, allow_tensor=True)
     number = float(number)
     if spec is not None:
+        if not isinstance(spec, str):
+            raise TypeError(f"spec must be a format spec such as '.3f', got {spec!r}")
+        try:
+            text = format(number, spec)
+        except ValueError as err:
+            raise ValueError(f"spec={spec!r} is not a format spec for a float: {err}") from None
         if number == 0 and spec.rstrip().endswith(("e", "E", "g", "G")):
             return "0"  # not 0.0 × 10⁰
-        text = format(number, spec)
     else:
-        check_integer("digits", digits, low=1)
+        check_integer("digits", digits, low=1, high=17)  # float64 holds 17 at most
+        small = check_real("small", small, low=0, low_open=True)
+        check_real("large", large, low=small, low_open=True, high_name=None)
         if number == 0:
             return "0"
         if not math.isfinite(number):

@@ -68,6 +68,16 @@ def _checked(value: Any, t: int) -> float:
     return float(check_real(f"the schedule's value at step t={t}", value, low=0, allow_tensor=True))
 
 
+def _check_writable(lr: Any, i: int) -> None:
+    """A group's lr that ScheduledLR may overwrite: a tensor must hold a float and need no
+    gradient (``fill_`` would truncate an integer one, or fail on a leaf that needs one)."""
+    if isinstance(lr, Tensor) and (not lr.is_floating_point() or lr.requires_grad):
+        raise TypeError(
+            f"param_groups[{i}]'s lr must be a number or a floating-point tensor without "
+            f"requires_grad, got a {lr.dtype} tensor (requires_grad={lr.requires_grad})"
+        )
+
+
 class _ScheduleValues:
     """``schedule(t)`` as checked host floats; a companion schedule's a block at a time.
 
@@ -205,6 +215,8 @@ class ScheduledLR(LRScheduler):
             )
         if "lr" not in optimizer.defaults:
             raise ValueError("optimizer.defaults must contain 'lr' (the base learning rate)")
+        for i, group in enumerate(optimizer.param_groups):
+            _check_writable(group["lr"], i)
         self._base = float(
             check_real(
                 'optimizer.defaults["lr"]',
@@ -224,8 +236,14 @@ class ScheduledLR(LRScheduler):
         self._ratios = ratios
         self._multiplied = False
         self._constructing = True
+        recorded = [("initial_lr" in group) for group in optimizer.param_groups]
         try:
             super().__init__(optimizer)  # records initial_lr, then calls self.step() once
+        except BaseException:
+            for group, had in zip(optimizer.param_groups, recorded, strict=False):
+                if not had:
+                    group.pop("initial_lr", None)  # the optimizer as it was
+            raise
         finally:
             self._constructing = False
 
@@ -320,7 +338,9 @@ class ScheduledLR(LRScheduler):
     def _apply(self, t: int, multiplied: bool) -> None:
         values, ratios = self._values(t, multiplied)
         groups = self.optimizer.param_groups
-        for group in groups[len(self._ratios) :]:  # groups added after construction
+        for i, group in enumerate(groups[len(self._ratios) :], len(self._ratios)):
+            _check_writable(group["lr"], i)  # a group added after construction
+        for group in groups[len(self._ratios) :]:
             lr = group["lr"]
             group.setdefault("initial_lr", lr.clone() if isinstance(lr, Tensor) else lr)
         self._ratios = ratios
@@ -340,6 +360,10 @@ class ScheduledLR(LRScheduler):
             g["lr"].clone() if isinstance(g["lr"], Tensor) else g["lr"] for g in groups
         ]
 
+    def get_last_lr(self) -> list[float | Tensor]:
+        """The learning rates set at the last step (copies: editing them changes nothing)."""
+        return [lr.clone() if isinstance(lr, Tensor) else lr for lr in self._last_lr]
+
     def get_lr(self) -> list[float | Tensor]:
         """The learning rates of the current step (``last_epoch``), recomputed."""
         return self._values(self.last_epoch, self._multiplied)[0]
@@ -358,7 +382,12 @@ class ScheduledLR(LRScheduler):
             The schedule's value (or a multiplier read on the host) at the new step is
             not a finite number >= 0; nothing changes, the step count included.
         """
-        t = self.last_epoch + 1 if epoch is None else check_integer("epoch", epoch, low=0)
+        if epoch is None:
+            t = self.last_epoch + 1
+            if t > MAX_STEP:
+                raise ValueError(f"ScheduledLR is at step {MAX_STEP}, the last a schedule takes")
+        else:
+            t = check_integer("epoch", epoch, low=0, high=MAX_STEP)
         initial = self._constructing  # the base class's own first step: no multiplier yet
         self._apply(t, multiplied=not initial and self.multiplier is not None)
         self._step_count += 1
@@ -392,7 +421,9 @@ class ScheduledLR(LRScheduler):
         missing = {"last_epoch", "_step_count", "multiplied", "multiplier"} - set(state_dict)
         if missing:
             raise ValueError(f"state_dict is missing {sorted(missing)}")
-        last = check_integer("state_dict['last_epoch']", state_dict["last_epoch"], low=0)
+        last = check_integer(
+            "state_dict['last_epoch']", state_dict["last_epoch"], low=0, high=MAX_STEP
+        )
         count = check_integer("state_dict['_step_count']", state_dict["_step_count"], low=0)
         multiplied = check_flag("state_dict['multiplied']", state_dict["multiplied"])
         mstate = state_dict["multiplier"]

@@ -448,4 +448,4 @@ class River:
             step = state["step"].item() if k.host else state["step"]
             v, r, applied = (k.load(state[key]) for key in ("v", "r", "multiplier"))
             self._adopt(k, v, r, step, weights, applied)
-            self._observed = raw["observed"]
+            self._observed = int(raw["observed"])

@@ -109,7 +109,11 @@ def test_a_bad_tensor_multiplier_with_a_tensor_lr_is_refused_on_the_cpu():
 @pytest.mark.parametrize(
     ("edit", "error", "match"),
     [
-        (dict(last_epoch=-1), ValueError, r"last_epoch'\] must be an integer >= 0, got -1"),
+        (
+            dict(last_epoch=-1),
+            ValueError,
+            r"last_epoch'\] must be an integer in \[0, 9007199254740992\], got -1",
+        ),
         (dict(last_epoch=2.0), TypeError, r"last_epoch'\] must be an integer"),
         (dict(_step_count="3"), TypeError, r"_step_count'\] must be an integer"),
         (dict(multiplied=None), TypeError, r"multiplied'\] must be True or False"),

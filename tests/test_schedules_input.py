@@ -210,9 +210,17 @@ BAD = [
     (lambda: piecewise_constant([5], [1.0, "x"]), T, r"^values\[1\] must be a finite real number"),
     (lambda: piecewise_constant([5], "ab"), T, r"^values must be a sequence"),
     (lambda: piecewise_constant(5, [1.0]), T, r"^boundaries must be a sequence"),
-    (lambda: sgdr(0.1, 0), V, r"^cycle_steps must be an integer >= 1"),
-    (lambda: sgdr(0.1, 10, cycle_mult=0), V, r"^cycle_mult must be an integer >= 1"),
-    (lambda: sgdr(0.1, 10, cycle_mult=1.5), T, r"^cycle_mult must be an integer >= 1"),
+    (lambda: sgdr(0.1, 0), V, r"^cycle_steps must be an integer in \[1, 9007199254740992\]"),
+    (
+        lambda: sgdr(0.1, 10, cycle_mult=0),
+        V,
+        r"^cycle_mult must be an integer in \[1, 9007199254740992\]",
+    ),
+    (
+        lambda: sgdr(0.1, 10, cycle_mult=1.5),
+        T,
+        r"^cycle_mult must be an integer in \[1, 9007199254740992\]",
+    ),
     (
         lambda: sgdr(0.1, 10, peak_decay=1.5),
         V,

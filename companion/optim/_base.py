@@ -11,8 +11,9 @@ running the closure, and keeping ``state_dict``/``load_state_dict`` compatible w
 from __future__ import annotations
 
 import copy
+import numbers
 from abc import ABCMeta, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -21,6 +22,8 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from companion._validation import check_choice, check_flag, check_real
+
+from ._saved_state import Slot, check_saved_state
 
 __all__ = ["CompanionOptimizer", "Kernels", "check_lr", "readable", "scalar_dtype", "step_value"]
 
@@ -57,6 +60,8 @@ def check_lr(lr: Any, *, at_step: bool = False) -> None:
     :func:`readable`), where only its shape and dtype are.
     """
     check_real("lr", lr, low=0, allow_tensor=True, read_tensor=readable(lr, at_step))
+    if isinstance(lr, Tensor) and not lr.is_floating_point():  # an update would truncate
+        raise TypeError(f"lr must be a float or a floating-point tensor, got a {lr.dtype} tensor")
 
 
 def check_paths(group: dict[str, Any]) -> None:
@@ -72,13 +77,28 @@ def check_paths(group: dict[str, Any]) -> None:
             raise ValueError(f"{name}=True is not supported: {reason}")
 
 
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, numbers.Real) and not isinstance(value, (int, float)):
+        return float(value)  # a Fraction: torch's in-place operations take no such scalar
+    return value
+
+
 def plain_numbers(group: dict[str, Any]) -> None:
-    """Numpy scalars in a group (``lr=np.float32(0.1)``) become Python numbers, in place."""
+    """A group's numbers as Python numbers, in place: numpy scalars (``lr=np.float32(0.1)``)
+    and fractions, alone or in a pair (``betas``; a 1-d array becomes a tuple)."""
     for key, value in group.items():
-        if isinstance(value, np.generic):
-            group[key] = value.item()
-        elif isinstance(value, tuple) and any(isinstance(v, np.generic) for v in value):
-            group[key] = tuple(v.item() if isinstance(v, np.generic) else v for v in value)
+        if key == "params":
+            continue
+        if isinstance(value, np.ndarray) and value.ndim == 1:
+            value = group[key] = tuple(value.tolist())
+        if isinstance(value, (tuple, list)):
+            plain = tuple(map(_plain, value))
+            if any(a is not b for a, b in zip(plain, value, strict=True)):
+                group[key] = plain
+        else:
+            group[key] = _plain(value)
 
 
 # ---------------------------------------------------------------- step counters
@@ -196,6 +216,10 @@ class CompanionOptimizer(Optimizer, metaclass=ABCMeta):
     def _prepare_group(self, group: dict[str, Any]) -> None:
         """Fill derived keys of a new or loaded group (nothing by default)."""
 
+    @abstractmethod
+    def _state_slots(self, group: dict[str, Any]) -> dict[str, Slot]:
+        """The per-parameter state this family keeps for ``group`` (see :class:`Slot`)."""
+
     def _fused_supported(self, group: dict[str, Any]) -> str | None:
         """``None`` when ``fused=True`` computes this group's update exactly, else the reason."""
         return None
@@ -248,9 +272,12 @@ class CompanionOptimizer(Optimizer, metaclass=ABCMeta):
             raise ValueError(
                 f"state_dict has {len(saved)} param groups, this optimizer {len(self.param_groups)}"
             )
-        shapes: dict[Any, torch.Size] = {}
+        owners: dict[Any, tuple[Tensor, dict[str, Any]]] = {}
         for gi, (own, group) in enumerate(zip(self.param_groups, saved, strict=True)):
-            if not isinstance(group, dict) or len(group.get("params", ())) != len(own["params"]):
+            ids = group.get("params") if isinstance(group, dict) else None
+            if not isinstance(ids, (list, tuple)) or not all(isinstance(i, Hashable) for i in ids):
+                raise TypeError(f"state_dict param group {gi} must hold a list of parameter ids")
+            if len(ids) != len(own["params"]):
                 raise ValueError(f"state_dict param group {gi} does not match this optimizer's")
             merged = {**self.defaults, **copy.copy(group)}
             plain_numbers(merged)
@@ -258,15 +285,11 @@ class CompanionOptimizer(Optimizer, metaclass=ABCMeta):
                 self._check_options(merged)
             except (TypeError, ValueError) as err:
                 raise type(err)(f"state_dict param group {gi}: {err}") from None
-            shapes.update(zip(group["params"], (p.shape for p in own["params"]), strict=True))
-        for key, st in state_dict["state"].items():
-            for name, value in st.items() if isinstance(st, dict) else ():
-                if name != "step" and isinstance(value, Tensor) and key in shapes:
-                    if value.dim() > 0 and value.shape != shapes[key]:
-                        raise ValueError(
-                            f"state_dict state {key!r}: {name} has shape {tuple(value.shape)}, "
-                            f"the parameter {tuple(shapes[key])}"
-                        )
+            owners.update((i, (p, merged)) for i, p in zip(ids, own["params"], strict=True))
+        for key, entry in state_dict["state"].items():
+            if key in owners:
+                param, group = owners[key]
+                check_saved_state(self._state_slots(group), key, entry, param)
         super().load_state_dict(state_dict)
         for group in self.param_groups:
             plain_numbers(group)
@@ -309,10 +332,13 @@ class CompanionOptimizer(Optimizer, metaclass=ABCMeta):
         """
         passed = self.__dict__.setdefault("_passed", {})
         for gi, group in enumerate(self.param_groups):
-            hyper = [(k, tuple(v) if isinstance(v, list) else v) for k, v in group.items()]
+            hyper = [
+                (k, tuple(v) if isinstance(v, (list, np.ndarray)) else v) for k, v in group.items()
+            ]
             del hyper[next(i for i, (k, _) in enumerate(hyper) if k == "params")]
             has_tensor = any(isinstance(v, Tensor) for _, v in hyper)
             if has_tensor or passed.get(gi) != hyper:
+                plain_numbers(group)  # e.g. a Fraction set by hand: torch would fail midway
                 self._check_options(group, at_step=True)
                 passed[gi] = None if has_tensor else hyper
             fused = bool(group.get("fused"))

@@ -17,6 +17,7 @@ from torch import Tensor
 from companion._validation import check_choice, check_flag, check_pair, check_real
 
 from ._base import CompanionOptimizer, Kernels, check_lr, readable, scalar_dtype, step_value
+from ._saved_state import Slot
 from .adam_kernels import (
     AMSGRAD_VARIANTS,
     adam_fused,
@@ -26,6 +27,15 @@ from .adam_kernels import (
 )
 
 __all__ = ["AMSGRAD_VARIANTS", "Adam", "AdamW", "adam_fused", "adam_multi_tensor", "adam_reference"]
+
+
+# The state of one parameter, as torch.optim.Adam keeps it (the maximum made where missing).
+_ADAM_SLOTS = {
+    "step": Slot(required=True, nonnegative=True),
+    "exp_avg": Slot(required=True, nonnegative=False),
+    "exp_avg_sq": Slot(required=True, nonnegative=True),
+    "max_exp_avg_sq": Slot(required=False, nonnegative=True),
+}
 
 
 class _AdamFamily(CompanionOptimizer):
@@ -48,6 +58,9 @@ class _AdamFamily(CompanionOptimizer):
         check_real("eps", group["eps"], low=0)
         check_real("weight_decay", group["weight_decay"], low=0)
         check_flag("maximize", group["maximize"])
+
+    def _state_slots(self, group: dict[str, Any]) -> dict[str, Slot]:
+        return _ADAM_SLOTS
 
     def _fused_supported(self, group: dict[str, Any]) -> str | None:
         o = self._options(group)

@@ -15,6 +15,7 @@ from torch import Tensor
 from companion._validation import check_flag, check_real
 
 from ._base import CompanionOptimizer, Kernels, bucket_by, check_lr, on_device, readable
+from ._saved_state import Slot
 
 __all__ = ["SGD", "sgd_fused", "sgd_multi_tensor", "sgd_reference"]
 
@@ -257,6 +258,9 @@ class SGD(CompanionOptimizer):
                 "nesterov=True needs momentum > 0 and dampening = 0, got "
                 f"momentum={group['momentum']!r}, dampening={group['dampening']!r}"
             )
+
+    def _state_slots(self, group: dict[str, Any]) -> dict[str, Slot]:
+        return {"momentum_buffer": Slot(required=False, nonnegative=False, nullable=True)}
 
     def _fused_supported(self, group: dict[str, Any]) -> str | None:
         if isinstance(group["weight_decay"], Tensor):

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from companion._validation import check_choice, check_real
+from companion._validation import MAX_STEP, check_choice, check_integer, check_real
 
 from ._base import (
     WARMUP_SHAPES,
@@ -232,7 +232,8 @@ class _SGDR(Schedule):
 
     def _cycles(self, last: int) -> tuple[np.ndarray, np.ndarray] | None:
         """Starts and lengths of the cycles up to the one holding ``last``, in exact
-        integer arithmetic (None for ``m = 1``)."""
+        integer arithmetic (None for ``m = 1``); the lengths as float64, which the phase
+        is computed in anyway, since the last can exceed int64 (``C m^k > 2^63``)."""
         C, m = self.cycle_steps, self.cycle_mult
         if m == 1:
             return None
@@ -240,7 +241,7 @@ class _SGDR(Schedule):
         while starts[-1] + lengths[-1] <= last:
             starts.append(starts[-1] + lengths[-1])
             lengths.append(lengths[-1] * m)
-        return np.array(starts, dtype=np.int64), np.array(lengths, dtype=np.int64)
+        return np.array(starts, dtype=np.int64), np.array(lengths, dtype=np.float64)
 
     def _peaks(self, k: np.ndarray) -> Any:
         """``max(peak * gamma**k, final)`` for cycle indices ``k``."""
@@ -331,8 +332,8 @@ def sgdr(
            0.14644661, 1.        , 0.96193977])
     """
     peak = rate("peak_lr", peak_lr)
-    C = count("cycle_steps", cycle_steps, 1)
-    m = count("cycle_mult", cycle_mult, 1)
+    C = check_integer("cycle_steps", cycle_steps, low=1, high=MAX_STEP)
+    m = check_integer("cycle_mult", cycle_mult, low=1, high=MAX_STEP)
     final = rate("final_lr", final_lr, peak)
     gamma = check_real("peak_decay", peak_decay, low=0, high=1)
     return _SGDR(peak, C, m, final, gamma)

@@ -362,4 +362,9 @@ def one_cycle(
     shape = check_choice("anneal", anneal, ONE_CYCLE_ANNEALS)
     d = check_real("div_factor", div_factor, low=0, low_open=True)
     d_f = check_real("final_div_factor", final_div_factor, low=0, low_open=True)
+    if not math.isfinite(peak / d / d_f):  # the first rate peak/d, the last peak/(d d_f)
+        raise ValueError(
+            f"div_factor={d:g} and final_div_factor={d_f:g} make a rate infinite: the first "
+            f"rate is peak_lr/div_factor = {peak / d:g}, the last that over final_div_factor"
+        )
     return _OneCycle(peak, T, p, shape, d, d_f, three)
