@@ -44,8 +44,9 @@ def losses_problem(losses: Any, device: torch.device | None, allow_empty: bool) 
     """Why ``losses`` cannot be observed (``None``: they can), checked on the host."""
     if not isinstance(losses, torch.Tensor):
         return TypeError(f"per_example_losses must be a torch.Tensor, got {type(losses).__name__}")
-    if not losses.is_floating_point():
-        return TypeError(f"per_example_losses must be floating-point, got {losses.dtype}")
+    if not losses.is_floating_point() or losses.is_meta:
+        what = "a meta tensor (no values)" if losses.is_meta else losses.dtype
+        return TypeError(f"per_example_losses must be floating-point with values, got {what}")
     if losses.ndim != 1:
         return ValueError(
             "per_example_losses must be 1-d (one loss per example, reduction='none'), "
@@ -72,6 +73,8 @@ def checked_state(raw: Any, config: Mapping[str, Any], device: Any) -> dict[str,
             raise ValueError(
                 f"state_dict['state'][{key!r}] must be a tensor of shape {shapes.get(key, ())}"
             )
+    if any(raw[key].is_meta for key in STATE_KEYS):
+        raise ValueError("state_dict['state'] holds meta tensors, which have no values")
     dtype = raw["v"].dtype
     if not dtype.is_floating_point or any(
         raw[k].dtype != dtype for k in ("r", "multiplier", "weights")

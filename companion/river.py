@@ -309,8 +309,9 @@ class River:
             variances cannot be combined without their means; use :meth:`observe`.
         """
         var = batch_variance
-        if not isinstance(var, torch.Tensor) or not var.is_floating_point():
+        if not isinstance(var, torch.Tensor) or not var.is_floating_point() or var.is_meta:
             what = var.dtype if isinstance(var, torch.Tensor) else type(var).__name__
+            what = "a meta tensor (no value)" if getattr(var, "is_meta", False) else what
             raise TypeError(f"batch_variance must be a floating-point tensor, got {what}")
         if var.dim() != 0:
             raise ValueError(f"batch_variance must be 0-d, got shape {tuple(var.shape)}")

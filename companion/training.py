@@ -75,7 +75,15 @@ class History:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` on ``(x, y)``."""
+    """Mean cross-entropy and accuracy of ``model`` on ``(x, y)`` (at least one example)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)) or len(x) != len(y):
+        raise ValueError("x and y must be tensors with one label per example")
+    if len(y) == 0 or y.is_floating_point():
+        raise ValueError(
+            f"y must hold at least one integer class label, got {y.dtype} {tuple(y.shape)}"
+        )
     was_training = model.training
     model.eval()
     logits = model(x)
@@ -137,6 +145,27 @@ def train(
         River's and the scheduler's updates), with the 0-based step and the batch's
         detached per-example losses.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(
+            f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
+        )
+    if not all(hasattr(data, k) for k in ("x_train", "y_train", "x_test", "y_test")):
+        raise TypeError(
+            f"data must be a Split (x_train, y_train, x_test, y_test), got {type(data).__name__}"
+        )
+    for name, obj, method in (("scheduler", scheduler, "step"), ("river", river, "observe")):
+        if obj is not None and not callable(getattr(obj, method, None)):
+            raise TypeError(
+                f"{name} must be None or have a {method}() method, got {type(obj).__name__}"
+            )
+    for name, fn in (("loss_fn", loss_fn), ("callback", callback)):
+        if fn is not None and not callable(fn):
+            raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
+    if not isinstance(description, str):
+        raise TypeError(f"description must be a str, got {type(description).__name__}")
+    seed = check_integer("seed", seed, low=0, high=2**64 - 1)  # a torch seed
     epochs = check_integer("epochs", epochs, low=1)
     batch_size = check_integer("batch_size", batch_size, low=1)
     progress = check_flag("progress", progress)

@@ -152,3 +152,56 @@ def test_a_river_state_with_a_numpy_count_loads_and_continues() -> None:
 def test_textbook_number_names_a_bad_option(kwargs, error, words) -> None:
     with pytest.raises(error, match=words):
         textbook_number(0.5, **kwargs)
+
+
+def test_river_refuses_meta_losses_and_a_meta_state_with_nothing_changed() -> None:
+    river = River()
+    river.observe(torch.tensor([1.0, 2.0, 4.0]))
+    before = copy.deepcopy(river.state_dict())
+    with pytest.raises(TypeError, match="^per_example_losses must be floating-point with values"):
+        river.observe(torch.ones(3, device="meta"))
+    saved = copy.deepcopy(before)
+    saved["state"]["v"] = torch.tensor(1.0, device="meta")
+    with pytest.raises(ValueError, match="meta tensors, which have no values"):
+        river.load_state_dict(saved)
+    after = river.state_dict()
+    assert after["state"]["observed"] == before["state"]["observed"] == 1
+    assert all(torch.equal(after["state"][k], before["state"][k]) for k in ("v", "r", "multiplier"))
+
+
+def test_optimizer_params_and_no_decay_of_the_wrong_kind_are_named() -> None:
+    from companion.optim import param_groups
+
+    with pytest.raises(TypeError, match="^params must be an iterable of tensors"):
+        SGD(5, lr=0.1)
+    model = torch.nn.Linear(2, 2)
+    with pytest.raises(TypeError, match=r"^no_decay must be a predicate f\(name, parameter\)"):
+        param_groups(model, 0.1, no_decay=lambda name: name.endswith("bias"))
+
+
+def test_the_notebook_helpers_name_a_bad_argument() -> None:
+    pytest.importorskip("sklearn")  # digits() loads scikit-learn's data set
+    from companion.problems import TiltedDoubleWell, digits, least_squares, mlp
+    from companion.training import evaluate
+
+    cases = [
+        (lambda: digits(test_fraction=1e-6), ValueError, "leaves 0 of 1797 examples"),
+        (lambda: digits(seed=True), TypeError, "^seed must be an integer"),
+        (lambda: digits(dtype=torch.int32), TypeError, "^dtype must be a floating"),
+        (lambda: digits(device="gpu"), ValueError, "^device must name a torch device"),
+        (lambda: mlp(4, 3, 2, depth=True), TypeError, "^depth must be an integer"),
+        (lambda: mlp(0, 3, 2), ValueError, "^in_features must be an integer >= 1"),
+        (lambda: mlp(4, 3, 2, seed=1.5), TypeError, "^seed must be an integer"),
+        (lambda: least_squares(8, 2, seed=-1), ValueError, "^seed must be an integer in"),
+        (lambda: TiltedDoubleWell().value(None), TypeError, "^w must be"),
+        (lambda: TiltedDoubleWell().grad(True), TypeError, "^w must be"),
+        (
+            lambda: evaluate(mlp(64, 3, 10), torch.zeros(0, 64), torch.zeros(0, dtype=torch.long)),
+            ValueError,
+            "^y must hold at least one",
+        ),
+    ]
+    for call, error, words in cases:
+        with pytest.raises(error, match=words):
+            call()
+    assert TiltedDoubleWell().value(0.5) == pytest.approx(0.7125)

@@ -191,3 +191,14 @@ def test_betas_set_as_an_array_are_a_pair() -> None:
     opt.step()
     twin.step()
     assert all(torch.equal(p, q) for p, q in zip(ps, twin_ps, strict=True))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_state_of_no_parameter_is_refused(family: str) -> None:
+    opt, _ = _trained(family)
+    saved = copy.deepcopy(opt.state_dict())
+    saved["state"][99] = {}
+    before = copy.deepcopy(opt.state_dict())
+    with pytest.raises(ValueError, match="state_dict state 99 belongs to no parameter"):
+        opt.load_state_dict(saved)
+    assert _same(opt.state_dict(), before)

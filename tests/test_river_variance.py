@@ -95,7 +95,7 @@ def test_the_var_mean_loop_trains_as_the_observe_loop():
         (torch.tensor(2), TypeError, "floating-point tensor, got torch.int64"),
         (torch.ones(2), ValueError, "0-d, got shape"),
         (torch.tensor(-0.25), ValueError, r">= 0 \(or NaN/inf: skipped\), got -0.25"),
-        (torch.tensor(1.0, device="meta"), ValueError, "is on meta, River's state on cpu"),
+        (torch.tensor(1.0, device="meta"), TypeError, r"got a meta tensor \(no value\)"),
     ],
 )
 def test_bad_variance_is_refused_with_nothing_changed(value, error, match):

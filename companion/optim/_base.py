@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import numbers
 from abc import ABCMeta, abstractmethod
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -190,6 +190,11 @@ class CompanionOptimizer(Optimizer, metaclass=ABCMeta):
         return type(self).__name__
 
     def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
+        if not isinstance(params, (Iterable, Tensor)):
+            raise TypeError(
+                "params must be an iterable of tensors or of param-group dicts, "
+                f"got {type(params).__name__}"
+            )
         plain_numbers(defaults)
         self._check_options(dict(defaults, params=[]))
         super().__init__(params, defaults)
@@ -287,9 +292,10 @@ class CompanionOptimizer(Optimizer, metaclass=ABCMeta):
                 raise type(err)(f"state_dict param group {gi}: {err}") from None
             owners.update((i, (p, merged)) for i, p in zip(ids, own["params"], strict=True))
         for key, entry in state_dict["state"].items():
-            if key in owners:
-                param, group = owners[key]
-                check_saved_state(self._state_slots(group), key, entry, param)
+            if key not in owners:
+                raise ValueError(f"state_dict state {key!r} belongs to no parameter of its groups")
+            param, group = owners[key]
+            check_saved_state(self._state_slots(group), key, entry, param)
         super().load_state_dict(state_dict)
         for group in self.param_groups:
             plain_numbers(group)

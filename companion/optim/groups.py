@@ -8,6 +8,7 @@ groups for any optimizer.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -26,6 +27,14 @@ def _matcher(no_decay: NoDecay) -> Callable[[str, nn.Parameter], bool]:
     if no_decay is None:
         return lambda name, p: False
     if callable(no_decay):
+        try:
+            inspect.signature(no_decay).bind("name", None)
+        except TypeError as err:  # a predicate of the wrong arity
+            raise TypeError(
+                f"no_decay must be a predicate f(name, parameter) -> bool: {err}"
+            ) from None
+        except ValueError:  # no signature to inspect (some builtins): take it as it is
+            pass
         return no_decay
     if isinstance(no_decay, (str, bytes)) or not isinstance(no_decay, Iterable):
         raise TypeError(

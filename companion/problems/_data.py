@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+
+from companion._validation import check_integer, check_real
 
 __all__ = ["Split", "digits", "mlp"]
 
@@ -56,8 +59,17 @@ def digits(
     >>> split.x_train.shape, split.x_test.shape, split.num_classes
     (torch.Size([1348, 64]), torch.Size([449, 64]), 10)
     """
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction!r}")
+    seed = check_integer("seed", seed, low=0)
+    test_fraction = check_real(
+        "test_fraction", test_fraction, low=0, high=1, low_open=True, high_open=True
+    )
+    dtype = _floating_dtype(dtype)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"device must name a torch device ('cpu', 'cuda:0', ...), got {device!r}"
+        ) from None
     from sklearn.datasets import load_digits  # the book's extra, not a runtime dependency
 
     data = load_digits()
@@ -65,6 +77,11 @@ def digits(
     y = data.target.astype(np.int64)
     order = np.random.default_rng(seed).permutation(len(y))
     n_test = int(round(test_fraction * len(y)))
+    if not 0 < n_test < len(y):
+        raise ValueError(
+            f"test_fraction={test_fraction} leaves {n_test} of {len(y)} examples for the test "
+            "set: both sets must be non-empty"
+        )
     test, train = order[:n_test], order[n_test:]
     mean = x[train].mean(axis=0)
     std = x[train].std(axis=0) + 1e-6
@@ -76,6 +93,12 @@ def digits(
     return Split(
         to(x[train], dtype), to(y[train], torch.long), to(x[test], dtype), to(y[test], torch.long)
     )
+
+
+def _floating_dtype(dtype: Any) -> torch.dtype:
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    return dtype
 
 
 def mlp(
@@ -95,8 +118,12 @@ def mlp(
     >>> sum(p.numel() for p in model.parameters())
     2410
     """
-    if depth < 1:
-        raise ValueError(f"depth must be >= 1, got {depth!r}")
+    in_features = check_integer("in_features", in_features, low=1)
+    hidden = check_integer("hidden", hidden, low=1)
+    out_features = check_integer("out_features", out_features, low=1)
+    depth = check_integer("depth", depth, low=1)
+    seed = check_integer("seed", seed, low=0, high=2**64 - 1)  # a torch seed
+    dtype = _floating_dtype(dtype)
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:

@@ -334,6 +334,13 @@ def noise_ball_second_moment(
     return total / keep
 
 
+def _points(name: str, w: Any) -> Any:
+    """A point or an array of points, as float64 (a scalar stays a 0-d array)."""
+    if is_real_scalar(w):
+        return np.asarray(check_real(name, w), dtype=np.float64)
+    return check_real_array(name, w, ndim=None, nonempty=False)
+
+
 @dataclass(frozen=True)
 class TiltedDoubleWell:
     r"""The tilted double well :math:`f(w) = (w^2 - 1)^2 + a\,w` of section 6.4.
@@ -383,17 +390,17 @@ class TiltedDoubleWell:
 
     def value(self, w: Any) -> Any:
         """:math:`f(w)`, elementwise."""
-        w = np.asarray(w, dtype=np.float64)
+        w = _points("w", w)
         return (w * w - 1.0) ** 2 + self.tilt * w
 
     def grad(self, w: Any) -> Any:
         """:math:`f'(w) = 4w(w^2 - 1) + a`, elementwise."""
-        w = np.asarray(w, dtype=np.float64)
+        w = _points("w", w)
         return 4.0 * w * (w * w - 1.0) + self.tilt
 
     def curvature(self, w: Any) -> Any:
         """:math:`f''(w) = 12w^2 - 4`, elementwise."""
-        w = np.asarray(w, dtype=np.float64)
+        w = _points("w", w)
         return 12.0 * w * w - 4.0
 
     def sgd(

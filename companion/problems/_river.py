@@ -137,7 +137,7 @@ def least_squares(n: int, d: int, noise: float = 0.0, seed: int = 0) -> LeastSqu
     n = check_integer("n", n, low=1)
     d = check_integer("d", d, low=1)
     noise = check_real("noise", noise, low=0.0)
-    seed = check_integer("seed", seed)
+    seed = check_integer("seed", seed, low=0, high=2**64 - 1)  # a torch.Generator seed
     g = torch.Generator().manual_seed(seed)
     X = torch.randn(n, d, generator=g, dtype=torch.float64)
     y = X @ torch.randn(d, generator=g, dtype=torch.float64)
@@ -216,7 +216,7 @@ def sgd_least_squares(
         raise TypeError(f"schedule must be callable as schedule(step), got {schedule!r}")
     steps = check_integer("steps", steps, low=1)
     batch_size = check_integer("batch_size", batch_size, low=1)
-    seed = check_integer("seed", seed)
+    seed = check_integer("seed", seed, low=0, high=2**64 - 1)  # a torch.Generator seed
     g = torch.Generator().manual_seed(seed)
     n, d = problem.X.shape
     w = torch.nn.Parameter(torch.zeros(d, dtype=torch.float64))

@@ -333,7 +333,7 @@ def sgdr(
     """
     peak = rate("peak_lr", peak_lr)
     C = check_integer("cycle_steps", cycle_steps, low=1, high=MAX_STEP)
-    m = check_integer("cycle_mult", cycle_mult, low=1, high=MAX_STEP)
+    m = check_integer("cycle_mult", cycle_mult, low=1)
     final = rate("final_lr", final_lr, peak)
     gamma = check_real("peak_decay", peak_decay, low=0, high=1)
     return _SGDR(peak, C, m, final, gamma)
