@@ -105,8 +105,10 @@ def glue_number(name: str, value: Any, spec: str | None = None, **options: Any) 
 
     Use it in the prose as ``{glue:text}`name```. The notebook still asserts on ``value``.
     """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"name must be a non-empty str (the glue key), got {name!r}")
+    text = textbook_number(value, spec, **options)
     from myst_nb import glue
 
-    text = textbook_number(value, spec, **options)
     glue(name, text, display=False)
     return text

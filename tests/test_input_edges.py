@@ -205,3 +205,10 @@ def test_the_notebook_helpers_name_a_bad_argument() -> None:
         with pytest.raises(error, match=words):
             call()
     assert TiltedDoubleWell().value(0.5) == pytest.approx(0.7125)
+
+
+def test_glue_number_names_a_key_that_is_not_a_string() -> None:
+    from companion.formatting import glue_number
+
+    with pytest.raises(TypeError, match="^name must be a non-empty str"):
+        glue_number(5, 0.1)
