@@ -261,9 +261,11 @@ class CompanionOptimizer(Optimizer, metaclass=ABCMeta):
         """Load a ``state_dict`` (ours or ``torch.optim``'s), checked whole before anything changes.
 
         Every saved group's hyperparameters (with this optimizer's defaults for the keys a
-        ``torch.optim`` dict lacks) are checked as the constructor checks them, and every
-        state tensor shaped like a parameter must have that parameter's shape; a refused
-        dict leaves the optimizer exactly as it was.
+        ``torch.optim`` dict lacks) are checked as the constructor checks them, and so is
+        every parameter's saved state: a step counter that is a whole number >= 0, moments
+        that are finite floating-point tensors of the parameter's shape (second moments
+        >= 0), no entry missing, none for a parameter that the groups do not hold. A
+        refused dict leaves the optimizer exactly as it was.
 
         Raises
         ------
