@@ -5,7 +5,7 @@ inline block) and the comma, period or semicolon right after it, which then star
 next line: "... $s = \\mathbb E[g_t]$. Show that" read ". Show that". Each inline math
 node followed by text that starts with punctuation is wrapped, with that punctuation,
 in a ``<span class="nowrap">`` (``white-space: nowrap`` in ``book.css``), and so is an
-opening bracket right before one: "... [Pedregosa et al.] (" then "$K = 10$" on the next.
+opening bracket right before one: "... [Pedregosa et al.] (" then "$J = 10$" on the next.
 """
 
 from __future__ import annotations
