@@ -338,9 +338,10 @@ class ScheduledLR(LRScheduler):
     def _apply(self, t: int, multiplied: bool) -> None:
         values, ratios = self._values(t, multiplied)
         groups = self.optimizer.param_groups
-        for i, group in enumerate(groups[len(self._ratios) :], len(self._ratios)):
-            _check_writable(group["lr"], i)  # a group added after construction
-        for group in groups[len(self._ratios) :]:
+        added = groups[len(self._ratios) :]  # groups added after construction
+        for i, group in enumerate(added, len(self._ratios)):
+            _check_writable(group["lr"], i)  # all checked before any is recorded
+        for group in added:
             lr = group["lr"]
             group.setdefault("initial_lr", lr.clone() if isinstance(lr, Tensor) else lr)
         self._ratios = ratios

@@ -14,7 +14,7 @@ import copy
 import numbers
 from abc import ABCMeta, abstractmethod
 from collections.abc import Callable, Hashable, Iterable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch
@@ -172,7 +172,7 @@ def reference_per_device(
 class CompanionOptimizer(Optimizer, metaclass=ABCMeta):
     """Base class: a ``torch.optim.Optimizer`` whose ``step`` validates, then updates.
 
-    Subclasses set ``kernels`` and implement
+    Subclasses set ``kernels`` and ``state_slots`` and implement
 
     * ``_check_group(group, at_step=...)`` -- raise ``TypeError``/``ValueError`` naming a
       bad hyperparameter;
@@ -183,6 +183,8 @@ class CompanionOptimizer(Optimizer, metaclass=ABCMeta):
     """
 
     kernels: Kernels
+    #: The per-parameter state the family keeps (checked by ``load_state_dict``).
+    state_slots: ClassVar[dict[str, Slot]]
 
     @property
     def family(self) -> str:
@@ -220,10 +222,6 @@ class CompanionOptimizer(Optimizer, metaclass=ABCMeta):
 
     def _prepare_group(self, group: dict[str, Any]) -> None:
         """Fill derived keys of a new or loaded group (nothing by default)."""
-
-    @abstractmethod
-    def _state_slots(self, group: dict[str, Any]) -> dict[str, Slot]:
-        """The per-parameter state this family keeps for ``group`` (see :class:`Slot`)."""
 
     def _fused_supported(self, group: dict[str, Any]) -> str | None:
         """``None`` when ``fused=True`` computes this group's update exactly, else the reason."""
@@ -279,7 +277,7 @@ class CompanionOptimizer(Optimizer, metaclass=ABCMeta):
             raise ValueError(
                 f"state_dict has {len(saved)} param groups, this optimizer {len(self.param_groups)}"
             )
-        owners: dict[Any, tuple[Tensor, dict[str, Any]]] = {}
+        owners: dict[Any, Tensor] = {}
         for gi, (own, group) in enumerate(zip(self.param_groups, saved, strict=True)):
             ids = group.get("params") if isinstance(group, dict) else None
             if not isinstance(ids, (list, tuple)) or not all(isinstance(i, Hashable) for i in ids):
@@ -292,12 +290,11 @@ class CompanionOptimizer(Optimizer, metaclass=ABCMeta):
                 self._check_options(merged)
             except (TypeError, ValueError) as err:
                 raise type(err)(f"state_dict param group {gi}: {err}") from None
-            owners.update((i, (p, merged)) for i, p in zip(ids, own["params"], strict=True))
+            owners.update(zip(ids, own["params"], strict=True))
         for key, entry in state_dict["state"].items():
             if key not in owners:
                 raise ValueError(f"state_dict state {key!r} belongs to no parameter of its groups")
-            param, group = owners[key]
-            check_saved_state(self._state_slots(group), key, entry, param)
+            check_saved_state(self.state_slots, key, entry, owners[key])
         super().load_state_dict(state_dict)
         for group in self.param_groups:
             plain_numbers(group)

@@ -42,6 +42,7 @@ class _AdamFamily(CompanionOptimizer):
     """What Adam, AdamW and AMSGrad share: state, checks, the kernels' arguments. Not public."""
 
     kernels = Kernels(adam_reference, adam_multi_tensor, adam_fused)
+    state_slots = _ADAM_SLOTS
 
     def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
         betas = check_pair("betas", defaults["betas"], low=0, high=1, high_open=True)
@@ -58,9 +59,6 @@ class _AdamFamily(CompanionOptimizer):
         check_real("eps", group["eps"], low=0)
         check_real("weight_decay", group["weight_decay"], low=0)
         check_flag("maximize", group["maximize"])
-
-    def _state_slots(self, group: dict[str, Any]) -> dict[str, Slot]:
-        return _ADAM_SLOTS
 
     def _fused_supported(self, group: dict[str, Any]) -> str | None:
         o = self._options(group)

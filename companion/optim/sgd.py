@@ -217,6 +217,7 @@ class SGD(CompanionOptimizer):
     """
 
     kernels = Kernels(sgd_reference, sgd_multi_tensor, sgd_fused)
+    state_slots = {"momentum_buffer": Slot(required=False, nonnegative=False, nullable=True)}
 
     def __init__(
         self,
@@ -258,9 +259,6 @@ class SGD(CompanionOptimizer):
                 "nesterov=True needs momentum > 0 and dampening = 0, got "
                 f"momentum={group['momentum']!r}, dampening={group['dampening']!r}"
             )
-
-    def _state_slots(self, group: dict[str, Any]) -> dict[str, Slot]:
-        return {"momentum_buffer": Slot(required=False, nonnegative=False, nullable=True)}
 
     def _fused_supported(self, group: dict[str, Any]) -> str | None:
         if isinstance(group["weight_decay"], Tensor):

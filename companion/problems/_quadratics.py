@@ -395,7 +395,10 @@ class TiltedDoubleWell:
 
     def grad(self, w: Any) -> Any:
         """:math:`f'(w) = 4w(w^2 - 1) + a`, elementwise."""
-        w = _points("w", w)
+        return self._grad(_points("w", w))
+
+    def _grad(self, w: np.ndarray) -> np.ndarray:
+        """:meth:`grad` of float64 points already checked (the SGD loop's own iterates)."""
         return 4.0 * w * (w * w - 1.0) + self.tilt
 
     def curvature(self, w: Any) -> Any:
@@ -445,6 +448,6 @@ class TiltedDoubleWell:
         w = np.full(chains, self.shallow)
         in_deep = np.zeros(lrs.size + 1)
         for t, eta in enumerate(lrs.tolist()):
-            w = w - eta * (self.grad(w) + noise_std * rng.standard_normal(chains))
+            w = w - eta * (self._grad(w) + noise_std * rng.standard_normal(chains))
             in_deep[t + 1] = np.mean(w < self.barrier)
         return w, in_deep
